@@ -1,0 +1,256 @@
+"""What is measured: scenarios, their metrics and the targets ours should meet.
+
+This module is shared by the harness and the worker (which imports it through the
+``benchmarks`` package), so metric keys are defined in exactly one place.  It must
+stay standard-library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+#: Environment variable carrying a per-worker-run token.  Every process a worker
+#: starts inherits it, which lets both the worker (via psutil) and the harness
+#: (via /proc) find and kill anything left behind.
+TOKEN_VAR = "MIRAKURU_BENCH_TOKEN"
+
+PUBLISHED_SPEC = "mirakuru==3.1.0"
+
+OURS = "ours"
+PUBLISHED = "published"
+IMPLEMENTATIONS = (OURS, PUBLISHED)
+
+
+class Better(Enum):
+    LOWER = "lower"
+    HIGHER = "higher"
+
+
+class TargetKind(Enum):
+    RATIO_AT_MOST = "ratio<="
+    RATIO_AT_LEAST = "ratio>="
+    OURS_AT_MOST = "ours<="
+    #: For metrics whose samples are ``None`` when the thing under test hung.
+    OURS_COMPLETES = "completes"
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: TargetKind
+    value: float = 0.0
+
+    def describe(self) -> str:
+        if self.kind is TargetKind.RATIO_AT_MOST:
+            return f"ratio <= {self.value:g}"
+        if self.kind is TargetKind.RATIO_AT_LEAST:
+            return f"ratio >= {self.value:g}"
+        if self.kind is TargetKind.OURS_AT_MOST:
+            return f"ours <= {self.value:g}"
+        return "no block"
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    better: Better = Better.LOWER
+    target: Target | None = None
+    #: Number of decimals when printed.
+    digits: int = 1
+    #: Summarise by the worst sample instead of the median (for correctness
+    #: counts, where one bad run is one too many).
+    worst: bool = False
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    metrics: tuple[Metric, ...]
+    #: Upper bound on one worker run (seconds), full and quick mode.
+    timeout: float
+    quick_timeout: float
+    #: Shown under the table.
+    note: str = ""
+
+
+def _lag(kind: str, target: Target | None, note: str = "") -> Scenario:
+    metric = Metric("lag_ms", "detection lag", "ms", target=target, digits=2)
+    return Scenario(
+        name=f"lag-{kind}",
+        title=f"readiness detection lag, {kind}",
+        metrics=(metric,),
+        timeout=90,
+        quick_timeout=30,
+        note=note,
+    )
+
+
+_LAG_TARGET = Target(TargetKind.RATIO_AT_MOST, 0.1)
+_STOP_MS = Metric("stop_ms", "stop() latency", "ms")
+
+SCENARIOS: tuple[Scenario, ...] = (
+    _lag("output", _LAG_TARGET),
+    _lag("tcp", _LAG_TARGET),
+    _lag("http", _LAG_TARGET),
+    _lag("pid", _LAG_TARGET),
+    _lag("unix", _LAG_TARGET),
+    _lag(
+        "sdnotify",
+        None,
+        "sd_notify readiness (`Executor(cmd, ready=probes.sd_notify())`) exists "
+        "only in ours; published reports n/a.",
+    ),
+    Scenario(
+        "cpu-tcp",
+        "CPU burned while start() waits ~2 s, TCP (polled)",
+        (
+            Metric(
+                "cpu_pct",
+                "waiting CPU",
+                "% core",
+                target=Target(TargetKind.OURS_AT_MOST, 1.0),
+                digits=2,
+            ),
+        ),
+        timeout=60,
+        quick_timeout=30,
+    ),
+    Scenario(
+        "cpu-output",
+        "CPU burned while start() waits ~2 s, output (event-driven)",
+        (Metric("cpu_pct", "waiting CPU", "% core", digits=2),),
+        timeout=60,
+        quick_timeout=30,
+    ),
+    Scenario(
+        "stop-term",
+        "stop() of a process that honours SIGTERM",
+        (
+            Metric(
+                "stop_ms",
+                "stop() latency",
+                "ms",
+                target=Target(TargetKind.RATIO_AT_MOST, 0.05),
+                digits=2,
+            ),
+        ),
+        timeout=60,
+        quick_timeout=30,
+    ),
+    Scenario(
+        "stop-ignore",
+        "stop() of a process that ignores SIGTERM, 1 s grace",
+        (_STOP_MS,),
+        timeout=60,
+        quick_timeout=30,
+        note="Grace period: ours `stop_timeout=1.0`; published has no separate "
+        "grace, it waits `timeout`, so it runs with `timeout=1`.",
+    ),
+    Scenario(
+        "stop-tree",
+        "stop() of a 50-process tree ignoring SIGTERM, 1 s grace",
+        (
+            _STOP_MS,
+            Metric(
+                "survivors",
+                "survivors (worst run)",
+                "procs",
+                target=Target(TargetKind.OURS_AT_MOST, 0),
+                digits=0,
+                worst=True,
+            ),
+        ),
+        timeout=90,
+        quick_timeout=45,
+        note="Survivors are counted (psutil, by an inherited environment token) "
+        "the instant stop() returns; zombies are not counted.  Any survivor is a "
+        "correctness failure.",
+    ),
+    Scenario(
+        "cycles",
+        "start/stop cycles of a trivial OutputExecutor",
+        (
+            Metric(
+                "cycles_per_s",
+                "start+stop rate",
+                "cycles/s",
+                better=Better.HIGHER,
+                target=Target(TargetKind.RATIO_AT_LEAST, 10),
+            ),
+        ),
+        timeout=180,
+        quick_timeout=45,
+    ),
+    Scenario(
+        "flood",
+        "50 MB of output before the banner",
+        (Metric("ready_s", "time to ready", "s", digits=3),),
+        timeout=180,
+        quick_timeout=45,
+    ),
+    Scenario(
+        "after-banner",
+        "child writes 1 MB after the banner, then exits",
+        (
+            Metric(
+                "complete_s",
+                "time to finish",
+                "s",
+                target=Target(TargetKind.OURS_COMPLETES),
+                digits=3,
+            ),
+        ),
+        timeout=60,
+        quick_timeout=30,
+        note="`blocks` means the child had not finished writing within the bound "
+        "(5 s; 2 s in --quick) because nobody drained its stdout pipe.",
+    ),
+    Scenario(
+        "memory",
+        "200 OutputExecutors started and stopped",
+        (
+            Metric("maxrss_mib", "peak RSS", "MiB"),
+            Metric("growth_mib", "RSS growth", "MiB"),
+        ),
+        timeout=300,
+        quick_timeout=45,
+        note="Peak RSS is ru_maxrss of the worker after the loop (all executors "
+        "kept referenced); growth is relative to ru_maxrss before it.",
+    ),
+    Scenario(
+        "import",
+        "time to `import mirakuru` in a fresh interpreter",
+        (
+            Metric(
+                "import_ms",
+                "import time",
+                "ms",
+                target=Target(TargetKind.RATIO_AT_MOST, 1.0),
+            ),
+        ),
+        timeout=120,
+        quick_timeout=30,
+        note="Median of `python -c 'import mirakuru'` minus median of "
+        "`python -c pass`, alternated.",
+    ),
+    Scenario(
+        "spawn",
+        "start() of a SimpleExecutor running `true`",
+        (
+            Metric(
+                "start_ms",
+                "start() time",
+                "ms",
+                target=Target(TargetKind.RATIO_AT_MOST, 0.2),
+                digits=2,
+            ),
+        ),
+        timeout=60,
+        quick_timeout=30,
+    ),
+)
+
+BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}

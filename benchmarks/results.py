@@ -1,0 +1,164 @@
+"""Turn worker runs into table rows: medians, ratios, targets met or missed."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from benchmarks.catalog import (
+    OURS,
+    PUBLISHED,
+    Better,
+    Metric,
+    Scenario,
+    TargetKind,
+)
+from benchmarks.runner import RunResult
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    value: float | None
+    samples: int = 0
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: Scenario
+    metric: Metric
+    ours: Cell
+    published: Cell
+    ratio: float | None
+    target: str
+    #: "yes", "NO", or "" when there is no target or nothing to judge.
+    met: str
+
+
+@dataclass
+class Collected:
+    """All runs of one scenario, per implementation."""
+
+    scenario: Scenario
+    runs: dict[str, list[RunResult]] = field(
+        default_factory=lambda: {OURS: [], PUBLISHED: []}
+    )
+
+    def notes(self, impl: str) -> list[str]:
+        seen: list[str] = []
+        for run in self.runs[impl]:
+            for note in run.notes:
+                if note not in seen:
+                    seen.append(note)
+        return seen
+
+
+def _failure_text(runs: Sequence[RunResult]) -> str:
+    statuses = [r.status for r in runs if r.status != "ok"]
+    if not statuses:
+        return ""
+    for status, label in (("timeout", "TIMEOUT"), ("error", "ERROR"), ("n/a", "n/a")):
+        if status in statuses:
+            return label
+    return statuses[0]
+
+
+def summarise(runs: Sequence[RunResult], metric: Metric) -> Cell:
+    ok = [r for r in runs if r.status == "ok"]
+    failed = len(runs) - len(ok)
+    samples = [s for r in ok for s in r.metrics.get(metric.key, [])]
+    if not samples:
+        return Cell(_failure_text(runs) or "no data", None)
+    suffix = f" ({failed}/{len(runs)} {_failure_text(runs)})" if failed else ""
+    hung = sum(1 for s in samples if s is None)
+    numbers = [s for s in samples if s is not None]
+    if hung:
+        # Only "did it finish" metrics use None samples: a hang dominates.
+        share = "" if hung == len(samples) else f" {hung}/{len(samples)}"
+        return Cell(f"blocks{share}{suffix}", None, len(samples))
+    if metric.worst:
+        value = max(numbers) if metric.better is Better.LOWER else min(numbers)
+    else:
+        value = statistics.median(numbers)
+    return Cell(f"{value:.{metric.digits}f}{suffix}", value, len(samples))
+
+
+def _ratio(ours: Cell, published: Cell) -> float | None:
+    if ours.value is None or published.value is None or published.value == 0:
+        return None
+    return ours.value / published.value
+
+
+def _met(metric: Metric, ours: Cell, ratio: float | None) -> str:
+    target = metric.target
+    if target is None:
+        return ""
+    if target.kind is TargetKind.OURS_COMPLETES:
+        if ours.samples == 0:
+            return ""
+        return "yes" if ours.value is not None else "NO"
+    if target.kind is TargetKind.OURS_AT_MOST:
+        if ours.value is None:
+            return ""
+        return "yes" if ours.value <= target.value else "NO"
+    if ratio is None:
+        return ""
+    if target.kind is TargetKind.RATIO_AT_MOST:
+        return "yes" if ratio <= target.value else "NO"
+    return "yes" if ratio >= target.value else "NO"
+
+
+def rows(collected: Sequence[Collected]) -> list[Row]:
+    out = []
+    for item in collected:
+        for metric in item.scenario.metrics:
+            ours = summarise(item.runs[OURS], metric)
+            published = summarise(item.runs[PUBLISHED], metric)
+            ratio = _ratio(ours, published)
+            target = metric.target.describe() if metric.target else ""
+            met = _met(metric, ours, ratio)
+            out.append(
+                Row(item.scenario, metric, ours, published, ratio, target, met)
+            )
+    return out
+
+
+def alerts(collected: Sequence[Collected]) -> list[str]:
+    """Correctness problems that must not drown in the numbers."""
+    out = []
+    for item in collected:
+        for impl in (OURS, PUBLISHED):
+            runs = item.runs[impl]
+            worst = max(
+                (s or 0 for r in runs for s in r.metrics.get("survivors", [])),
+                default=0,
+            )
+            if worst:
+                out.append(
+                    f"{impl}: {worst:.0f} process(es) survived stop() in "
+                    f"{item.scenario.name}"
+                )
+            leaked = sum(r.leaked for r in runs)
+            if leaked:
+                out.append(
+                    f"{impl}: the harness had to kill {leaked} process(es) left "
+                    f"behind after {item.scenario.name} workers exited"
+                )
+    return out
+
+
+def failures(collected: Sequence[Collected]) -> list[str]:
+    """One line per failed worker run."""
+    out = []
+    for item in collected:
+        for impl in (OURS, PUBLISHED):
+            for run in item.runs[impl]:
+                if run.status in ("error", "timeout"):
+                    # The last line of a traceback is the exception itself.
+                    last = (run.detail.strip().splitlines() or [""])[-1]
+                    out.append(
+                        f"{item.scenario.name} [{impl}] {run.status.upper()}: "
+                        f"{last[:160]}"
+                    )
+    return out

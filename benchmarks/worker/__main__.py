@@ -1,0 +1,94 @@
+"""Run one scenario against the installed mirakuru and report samples as JSON.
+
+Usage (by the harness, with a benchmark venv's interpreter and a cwd outside the
+repository so that the *installed* mirakuru is the one imported)::
+
+    python -m benchmarks.worker SCENARIO --impl ours|published [--quick] --json
+
+Exit status 0 with one JSON object on stdout; on failure, a message or traceback
+on stderr and a non-zero status (the harness reports ERROR with the tail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from benchmarks.catalog import BY_NAME, IMPLEMENTATIONS
+from benchmarks.worker import api, output, readiness, stopping, throughput
+from benchmarks.worker.support import ApiMissing, Context, kill_leftovers
+
+RUNNERS: dict[str, Callable[[Context], None]] = {
+    "lag-output": partial(readiness.lag, kind="output"),
+    "lag-tcp": partial(readiness.lag, kind="tcp"),
+    "lag-http": partial(readiness.lag, kind="http"),
+    "lag-pid": partial(readiness.lag, kind="pid"),
+    "lag-unix": partial(readiness.lag, kind="unix"),
+    "lag-sdnotify": partial(readiness.lag, kind="sdnotify"),
+    "cpu-tcp": partial(readiness.waiting_cpu, kind="tcp"),
+    "cpu-output": partial(readiness.waiting_cpu, kind="output"),
+    "stop-term": stopping.stop_term,
+    "stop-ignore": stopping.stop_ignore,
+    "stop-tree": stopping.stop_tree,
+    "cycles": throughput.cycles,
+    "flood": output.flood,
+    "after-banner": output.after_banner,
+    "memory": throughput.memory,
+    "import": throughput.import_time,
+    "spawn": throughput.spawn,
+}
+assert set(RUNNERS) == set(BY_NAME), "worker and catalog disagree on scenarios"
+
+
+def run(scenario: str, impl: str, quick: bool) -> dict[str, object]:
+    mirakuru = api.load()
+    with tempfile.TemporaryDirectory(prefix="mirakuru-bench-") as tmp:
+        ctx = Context(impl=impl, quick=quick, mirakuru=mirakuru, workdir=Path(tmp))
+        try:
+            RUNNERS[scenario](ctx)
+        finally:
+            leftovers = kill_leftovers()
+        if leftovers:
+            ctx.note(f"worker had to kill {leftovers} leftover process(es)")
+    return {
+        "scenario": scenario,
+        "impl": impl,
+        "status": ctx.status,
+        "metrics": ctx.metrics,
+        "notes": ctx.notes,
+        "mirakuru_file": str(Path(mirakuru.__file__).resolve()),
+        "mirakuru_version": api.version(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
+    parser.add_argument("scenario", choices=sorted(RUNNERS))
+    parser.add_argument("--impl", choices=IMPLEMENTATIONS, required=True)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    args = parser.parse_args()
+    try:
+        result = run(args.scenario, args.impl, args.quick)
+    except ApiMissing as exc:
+        print(f"API missing: {exc}", file=sys.stderr)
+        return 3
+    except Exception:
+        traceback.print_exc()
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

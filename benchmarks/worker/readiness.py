@@ -1,0 +1,82 @@
+"""Scenarios about start(): detection lag per readiness kind, CPU while waiting."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.worker import api
+from benchmarks.worker.support import (
+    BANNER,
+    Context,
+    clock,
+    free_port,
+    read_stamp,
+    service_command,
+)
+
+
+def build(ctx: Context, kind: str, delay: float, stamp: Path, tmp: Path) -> Any:
+    """An executor (default settings) for a fixture of ``kind`` ready after ``delay``."""
+    mk = ctx.mirakuru
+    common = ["--delay", f"{delay:.6f}", "--stamp", str(stamp)]
+    if kind == "output":
+        return mk.OutputExecutor(service_command("output", *common), banner=BANNER)
+    if kind == "tcp":
+        port = free_port()
+        cmd = service_command("tcp", *common, "--port", str(port))
+        return mk.TCPExecutor(cmd, host="127.0.0.1", port=port)
+    if kind == "http":
+        port = free_port()
+        cmd = service_command("http", *common, "--port", str(port))
+        return mk.HTTPExecutor(cmd, url=f"http://127.0.0.1:{port}/")
+    if kind == "pid":
+        path = tmp / "service.pid"
+        cmd = service_command("pid", *common, "--path", str(path))
+        return mk.PidExecutor(cmd, filename=str(path))
+    if kind == "unix":
+        path = tmp / "service.sock"
+        cmd = service_command("unix", *common, "--path", str(path))
+        return mk.UnixSocketExecutor(cmd, socket_name=str(path))
+    if kind == "sdnotify":
+        probe = api.sd_notify_probe(ctx)
+        return mk.Executor(service_command("sdnotify", *common), ready=probe)
+    raise ValueError(f"unknown readiness kind {kind!r}")
+
+
+def lag(ctx: Context, kind: str) -> None:
+    """Milliseconds from the fixture being ready to start() returning."""
+    if kind == "sdnotify" and api.sd_notify_probe(ctx) is None:
+        ctx.status = "n/a"
+        ctx.note("published mirakuru has no sd_notify readiness")
+        return
+    for _ in range(ctx.pick(3, 1)):
+        tmp = ctx.scratch(kind)
+        stamp = tmp / "ready"
+        # A random phase so a polling implementation's interval is sampled
+        # uniformly instead of always hitting the same point of its cycle.
+        delay = 0.25 + random.uniform(0.0, 0.1)
+        executor = build(ctx, kind, delay, stamp, tmp)
+        try:
+            executor.start()
+            returned = clock()
+            ready = read_stamp(stamp)
+        finally:
+            executor.stop()
+        ctx.record("lag_ms", (returned - ready) * 1000.0)
+
+
+def waiting_cpu(ctx: Context, kind: str) -> None:
+    """CPU of this process, as % of one core, during a start() that waits."""
+    delay = ctx.pick_float(2.0, 0.5)
+    tmp = ctx.scratch(kind)
+    executor = build(ctx, kind, delay, tmp / "ready", tmp)
+    try:
+        cpu0, wall0 = time.process_time(), clock()
+        executor.start()
+        cpu1, wall1 = time.process_time(), clock()
+    finally:
+        executor.stop()
+    ctx.record("cpu_pct", 100.0 * (cpu1 - cpu0) / (wall1 - wall0))

@@ -1,0 +1,151 @@
+"""Plumbing shared by the worker's scenarios: context, clocks, fixtures, cleanup."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.catalog import TOKEN_VAR
+from benchmarks.fixtures import service
+
+SERVICE = Path(service.__file__).resolve()
+BANNER = service.BANNER
+
+#: A trivial service for throughput scenarios; `exec` keeps it one process and
+#: `sh` spawns far faster than another Python interpreter.
+TRIVIAL = ["sh", "-c", "echo ready; exec sleep 100"]
+TRIVIAL_BANNER = "ready"
+
+
+class ApiMissing(Exception):
+    """The implementation under test lacks an API this scenario needs."""
+
+
+@dataclass
+class Context:
+    """Everything one scenario run needs, and where it records its samples."""
+
+    impl: str
+    quick: bool
+    mirakuru: Any
+    workdir: Path
+    metrics: dict[str, list[float | None]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    status: str = "ok"
+    _scratch_count: int = 0
+
+    def pick(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+    def pick_float(self, full: float, quick: float) -> float:
+        return quick if self.quick else full
+
+    def record(self, key: str, value: float | None) -> None:
+        self.metrics.setdefault(key, []).append(value)
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def scratch(self, name: str) -> Path:
+        """A fresh empty directory under the run's temp dir."""
+        self._scratch_count += 1
+        path = self.workdir / f"{name}-{self._scratch_count}"
+        path.mkdir()
+        return path
+
+
+def clock() -> float:
+    """CLOCK_MONOTONIC, the same system-wide clock the fixtures stamp with."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+def service_command(mode: str, *args: str) -> list[str]:
+    return [sys.executable, str(SERVICE), mode, *args]
+
+
+def free_port() -> int:
+    """Ask the OS for a currently free port (never a fixed one)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def read_stamp(path: Path, timeout: float = 10.0) -> float:
+    """Wait for a fixture's ready stamp; it is written just after readiness."""
+    deadline = clock() + timeout
+    while True:
+        try:
+            return float(path.read_text(encoding="ascii"))
+        except FileNotFoundError:
+            if clock() > deadline:
+                raise TimeoutError(f"fixture never wrote {path}") from None
+            time.sleep(0.002)
+
+
+def wait_for_file(path: Path, timeout: float) -> float | None:
+    """Seconds until ``path`` exists, or None if it did not within ``timeout``."""
+    start = clock()
+    while not path.exists():
+        if clock() - start > timeout:
+            return None
+        time.sleep(0.005)
+    return clock() - start
+
+
+def token_processes() -> list[psutil.Process]:
+    """Live processes started (directly or not) by this worker run."""
+    token = os.environ.get(TOKEN_VAR)
+    if not token:
+        return []
+    me = os.getpid()
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(TOKEN_VAR) != token:
+                continue
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.Error:
+            # Gone already, or not ours to read.
+            continue
+        found.append(proc)
+    return found
+
+
+def kill_leftovers() -> int:
+    """SIGKILL every process this worker run left behind; return how many."""
+    killed = 0
+    for _ in range(5):  # a dying parent may still fork: sweep a few times
+        procs = token_processes()
+        if not procs:
+            break
+        for proc in procs:
+            try:
+                proc.kill()
+                killed += 1
+            except psutil.Error:
+                pass
+        psutil.wait_procs(procs, timeout=2)
+    return killed
+
+
+def describe(procs: list[psutil.Process], limit: int = 3) -> str:
+    parts = []
+    for proc in procs[:limit]:
+        try:
+            parts.append(f"{proc.pid}:{' '.join(proc.cmdline())[:60]}")
+        except psutil.Error:
+            parts.append(str(proc.pid))
+    more = f" (+{len(procs) - limit} more)" if len(procs) > limit else ""
+    return ", ".join(parts) + more

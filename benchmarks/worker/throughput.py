@@ -1,0 +1,90 @@
+"""Scenarios about overhead: start/stop rate, memory, spawn cost, import time."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+from benchmarks.worker.support import TRIVIAL, TRIVIAL_BANNER, Context, clock
+
+
+def _trivial(ctx: Context) -> Any:
+    return ctx.mirakuru.OutputExecutor(TRIVIAL, banner=TRIVIAL_BANNER)
+
+
+def cycles(ctx: Context) -> None:
+    count = ctx.pick(50, 10)
+    begin = clock()
+    for _ in range(count):
+        executor = _trivial(ctx)
+        executor.start()
+        executor.stop()
+    ctx.record("cycles_per_s", count / (clock() - begin))
+
+
+def _maxrss_mib() -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def memory(ctx: Context) -> None:
+    count = ctx.pick(200, 20)
+    before = _maxrss_mib()
+    # Keep every executor referenced: memory an executor retains after stop()
+    # (buffers, threads, closures) must show up in the peak.
+    kept = []
+    for _ in range(count):
+        executor = _trivial(ctx)
+        executor.start()
+        executor.stop()
+        kept.append(executor)
+    after = _maxrss_mib()
+    ctx.record("maxrss_mib", after)
+    ctx.record("growth_mib", after - before)
+
+
+def spawn(ctx: Context) -> None:
+    true = shutil.which("true") or "/bin/true"
+    mk = ctx.mirakuru
+    reps = ctx.pick(20, 3)
+    for rep in range(reps + 1):
+        executor = mk.SimpleExecutor([true])
+        begin = clock()
+        executor.start()
+        elapsed = clock() - begin
+        executor.stop()
+        if rep:  # the first one warms caches; it is not a sample
+            ctx.record("start_ms", elapsed * 1000.0)
+
+
+def _time_python(code: str, env: dict[str, str], cwd: str) -> float:
+    # -I: no PYTHONPATH, no cwd on sys.path, so only the installed mirakuru is seen.
+    begin = clock()
+    subprocess.run(
+        [sys.executable, "-I", "-c", code],
+        env=env,
+        cwd=cwd,
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    return clock() - begin
+
+
+def import_time(ctx: Context) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    cwd = str(ctx.workdir)
+    pairs = ctx.pick(10, 3)
+    _time_python("import mirakuru", env, cwd)  # warm the page cache
+    with_import: list[float] = []
+    bare: list[float] = []
+    for _ in range(pairs):
+        with_import.append(_time_python("import mirakuru", env, cwd))
+        bare.append(_time_python("pass", env, cwd))
+    delta = statistics.median(with_import) - statistics.median(bare)
+    ctx.record("import_ms", delta * 1000.0)

@@ -1,0 +1,1 @@
+"""The effectful layer: the only code that spawns, signals, reads pipes or reads a clock."""

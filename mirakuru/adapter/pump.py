@@ -1,0 +1,283 @@
+"""The output pump: a child's pipes are always drained, so it can never block on them.
+
+Everything read is appended to a :class:`Spool` (an unlinked temporary file, so memory stays
+bounded however much the child prints) and is readable in order through a blocking text
+stream, like the pipe it replaces. Lines are scanned on the way through for banner
+watchers and for a short tail kept for error messages.
+
+Before the executor is ready, the thread waiting in ``start()`` drains the pipes itself
+(one wake-up between the child's write and the waiter seeing it); afterwards a background
+thread takes over for the rest of the process's life.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import io
+import os
+import re
+import select
+import tempfile
+import threading
+from collections.abc import Callable
+
+__all__ = ["TAIL_LINES", "BannerWatch", "OutputPump", "Spool", "StreamPump"]
+
+#: How many of the last output lines of each stream are kept for error messages.
+TAIL_LINES = 20
+#: Bytes read per drain call before giving others a turn.
+_READ_SIZE = 1 << 20
+#: A larger pipe means fewer wake-ups when the child prints a lot (best effort).
+_PIPE_SIZE = 1 << 20
+#: A line longer than this is scanned in pieces rather than buffered whole.
+_MAX_CARRY = 1 << 20
+
+
+class Spool:
+    """An append-only byte log on an unlinked temporary file, with blocking readers."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="mirakuru-output-")  # noqa: SIM115 - lives as long as the spool
+        self._fd = self._file.fileno()
+        self._size = 0
+        self._closed = False  # no more writes will come
+        self._changed = threading.Condition()
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` and wake blocked readers."""
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._fd, view, self._size)
+            view = view[written:]
+            with self._changed:
+                self._size += written
+                self._changed.notify_all()
+
+    def finish(self) -> None:
+        """No more data will come: readers see end of file once they catch up."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def read_at(self, position: int, size: int, *, block: bool = True) -> bytes:
+        """Up to ``size`` bytes from ``position``; waits for data unless finished."""
+        with self._changed:
+            if block:
+                self._changed.wait_for(lambda: self._size > position or self._closed)
+            available = self._size - position
+        if available <= 0:
+            return b""
+        return os.pread(self._fd, min(size, available), position)
+
+    def release(self) -> None:
+        """Free the temporary file; readers see end of file from now on."""
+        self.finish()
+        self._file.close()
+
+    def reader(self, position: int = 0) -> io.TextIOWrapper:
+        """A new text stream reading this spool from byte ``position``."""
+        raw = _SpoolRaw(self, position)
+        return io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", errors="replace")
+
+
+class _SpoolRaw(io.RawIOBase):
+    """A raw, blocking, read-only view of a :class:`Spool` with its own position."""
+
+    def __init__(self, spool: Spool, position: int) -> None:
+        super().__init__()
+        self._spool = spool
+        self._position = position
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            data = self._spool.read_at(self._position, len(buffer))
+        except (OSError, ValueError):
+            return 0  # released spool: end of file
+        count = len(data)
+        buffer[:count] = data
+        self._position += count
+        return count
+
+
+class BannerWatch:
+    """Remembers whether, and where, a pattern first matched a line of one stream."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.seen = False
+        self.line: str | None = None
+        #: Spool offset just past the matched line: where reading "after the banner" starts.
+        self.end_offset = 0
+
+    def scan(self, text: str, raw: bytes, offset: int) -> bool:
+        """Look for the pattern in ``text``, the decoding of whole lines ``raw`` that start at
+        spool ``offset``; True on the first match."""
+        if self.seen:
+            return False
+        match = self.pattern.search(text)
+        if match is None:
+            return False
+        start = text.rfind("\n", 0, match.start()) + 1
+        end = text.find("\n", max(match.end() - 1, match.start()))
+        end = len(text) if end < 0 else end + 1
+        self.line = text[start:end].rstrip("\n")
+        # Newlines survive UTF-8 decoding one for one, so count them to find the byte offset.
+        lines_through_match = text.count("\n", 0, end)
+        position = 0
+        for _ in range(lines_through_match):
+            position = raw.index(b"\n", position) + 1
+        self.end_offset = offset + (position if lines_through_match else len(raw))
+        self.seen = True
+        return True
+
+
+class StreamPump:
+    """Drains one pipe into a spool, scanning whole lines for watchers and the tail."""
+
+    def __init__(self, name: str, fd: int) -> None:
+        self.name = name
+        self._fd = fd
+        self.spool = Spool()
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.watches: list[BannerWatch] = []
+        self.eof = False
+        self._carry = b""
+        self._carry_offset = 0  # spool offset of the first byte not yet scanned
+        os.set_blocking(fd, False)
+        # Not a pipe, or over the system's limit: the default size works too.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def on_readable(self) -> bool:
+        """Read what is available now; False once the pipe is at end of file."""
+        self.drain()
+        return not self.eof
+
+    def drain(self) -> None:
+        """Read up to a bounded amount without blocking and process it."""
+        budget = _READ_SIZE * 8
+        while budget > 0 and not self.eof:
+            try:
+                data = os.read(self._fd, _READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._finish()
+                return
+            budget -= len(data)
+            self.spool.write(data)
+            self._scan(data)
+
+    def _scan(self, data: bytes) -> None:
+        block = self._carry + data if self._carry else data
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:
+            if len(block) < _MAX_CARRY:
+                self._carry = block
+                return
+            cut = len(block)
+        self._carry = block[cut:]
+        self._consume(block[:cut])
+
+    def _consume(self, complete: bytes) -> None:
+        offset = self._carry_offset
+        self._carry_offset += len(complete)
+        text = complete.decode("utf-8", "replace")
+        for watch in self.watches:
+            watch.scan(text, complete, offset)
+        self.tail.extend(text.rstrip("\n").rsplit("\n", TAIL_LINES)[-TAIL_LINES:])
+
+    def _finish(self) -> None:
+        self.eof = True
+        rest, self._carry = self._carry, b""
+        if rest:
+            self._consume(rest)
+        self.spool.finish()
+
+
+class OutputPump:
+    """The pumps of one process's captured streams, plus the background drainer."""
+
+    def __init__(self, streams: dict[str, int]) -> None:
+        self.streams = {name: StreamPump(name, fd) for name, fd in streams.items()}
+        self._thread: threading.Thread | None = None
+        self._stop_read, self._stop_write = os.pipe()
+        self.on_data: Callable[[], None] | None = None
+
+    @property
+    def background(self) -> bool:
+        """Whether the background thread owns the draining now."""
+        return self._thread is not None
+
+    def sources(self) -> list[StreamPump]:
+        """The pipes still open, for a waiter that drains them itself."""
+        return [pump for pump in self.streams.values() if not pump.eof]
+
+    def tail(self) -> list[str]:
+        """The last lines of every captured stream, stdout first."""
+        lines: list[str] = []
+        for name in ("stdout", "stderr"):
+            pump = self.streams.get(name)
+            if pump is not None and pump.tail:
+                lines.extend(f"[{name}] {line}" for line in pump.tail)
+        return lines
+
+    def start_background(self) -> None:
+        """Hand draining over to a daemon thread until every pipe is at end of file."""
+        if self._thread is not None or not self.sources():
+            return
+        self._thread = threading.Thread(target=self._run, name="mirakuru-output-pump", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        poller = select.poll()
+        active = {pump.fileno(): pump for pump in self.sources()}
+        for fd in active:
+            poller.register(fd, select.POLLIN)
+        poller.register(self._stop_read, select.POLLIN)
+        while active:
+            for fd, _ in poller.poll():
+                if fd == self._stop_read:
+                    return
+                pump = active[fd]
+                if not pump.on_readable():
+                    poller.unregister(fd)
+                    del active[fd]
+                callback = self.on_data
+                if callback is not None:
+                    callback()
+
+    def close(self, join_timeout: float = 1.0) -> None:
+        """Stop the background thread, close the pipes' read ends; spools stay readable."""
+        os.write(self._stop_write, b"x")
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(join_timeout)
+        for pump in self.streams.values():
+            if not pump.eof:
+                pump.drain()
+                pump.spool.finish()
+                pump.eof = True
+        for fd in (self._stop_read, self._stop_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def release(self) -> None:
+        """Free the spools' temporary files."""
+        for pump in self.streams.values():
+            pump.spool.release()

@@ -1,0 +1,19 @@
+"""Things a waiter can be woken by: file descriptors that become readable."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["EventSource"]
+
+
+class EventSource(Protocol):
+    """A readable file descriptor and what to do when it is readable."""
+
+    def fileno(self) -> int:
+        """The descriptor to poll."""
+        ...
+
+    def on_readable(self) -> bool:
+        """Consume what is there; return False once the source is exhausted (EOF)."""
+        ...

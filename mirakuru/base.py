@@ -1,0 +1,678 @@
+"""The drop-in executors: :class:`SimpleExecutor` and :class:`Executor`.
+
+This facade translates the documented class API into core values (budgets, schedules,
+lifecycle triggers), drives the adapter (spawn, pump, waiter, tree termination) and turns
+outcomes into the published exceptions. Every extension point the published package had
+(``pre_start_check``, ``after_start_check``, ``check_subprocess``, ``wait_for``,
+``check_timeout``, ``_kill_all_kids``, ``_clear_process``...) is looked up on ``self`` at
+call time, so subclasses written for mirakuru 1.x-3.x keep working.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import IO, Any, Self
+
+import psutil
+
+from mirakuru.adapter import registry, tree
+from mirakuru.adapter.clock import monotonic
+from mirakuru.adapter.process import ExitWatch, open_pidfd, send_signal, spawn
+from mirakuru.adapter.pump import OutputPump
+from mirakuru.adapter.sources import EventSource
+from mirakuru.adapter.waiter import wait_until
+from mirakuru.base_env import processes_with_env
+from mirakuru.compat import SIGKILL
+from mirakuru.core.budget import Budget, Timeouts
+from mirakuru.core.command import ENV_MARKER, compose_environment, normalize_command
+from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
+from mirakuru.core.outcome import TimedOut
+from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule
+from mirakuru.core.validate import check_positive
+from mirakuru.exceptions import (
+    AlreadyRunning,
+    ExecutableNotFound,
+    InvalidCommand,
+    ProcessExitedWithError,
+    ProcessFinishedWithError,
+    TimeoutExpired,
+)
+
+__all__ = [
+    "ENV_UUID",
+    "IGNORED_ERROR_CODES",
+    "Executor",
+    "SimpleExecutor",
+    "cleanup_subprocesses",
+    "processes_with_env",
+]
+
+LOG = logging.getLogger(__name__)
+
+#: The environment variable carrying each executor's ownership token to its processes.
+ENV_UUID = ENV_MARKER
+#: ``errno`` values that mean "the process is already gone" when signalling.
+IGNORED_ERROR_CODES = [errno.ESRCH]
+#: How long a kill signal may take to be honoured before we stop waiting (no unbounded waits).
+KILL_WAIT = 10.0
+
+
+class _DefaultSleep(float):
+    """The default ``sleep``: a float, but recognisably not one the user chose."""
+
+    def __repr__(self) -> str:
+        return repr(float(self))
+
+
+#: When ``sleep`` is left at this default, polling is adaptive (about 1 ms to 5 ms for
+#: cheap checks); an explicit ``sleep`` becomes the longest interval between checks.
+DEFAULT_SLEEP = _DefaultSleep(MAX_AUTO_CAP)
+
+
+def _check_signal(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a signal number, got {value!r}")
+    try:
+        return int(signal.Signals(value))
+    except ValueError:
+        raise ValueError(f"{name} must be a valid signal number, got {value!r}") from None
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+class SimpleExecutor:
+    """Runs a command as a subprocess and stops it, with its whole process tree.
+
+    ``start()`` returns as soon as the process is spawned; :class:`Executor` and its
+    subclasses also wait until the process is ready.
+    """
+
+    def __init__(
+        self,
+        command: str | list[str] | tuple[str, ...],
+        cwd: str | None = None,
+        shell: bool = False,
+        timeout: float | None = 3600,
+        sleep: float = DEFAULT_SLEEP,
+        stop_signal: int = signal.SIGTERM,
+        kill_signal: int = SIGKILL,
+        expected_returncode: int | None = None,
+        envvars: Mapping[str, str] | None = None,
+        stdin: int | IO[Any] | None = subprocess.PIPE,
+        stdout: int | IO[Any] | None = subprocess.PIPE,
+        stderr: int | IO[Any] | None = None,
+        popen_kwargs: Mapping[str, Any] | None = None,
+        *,
+        stop_timeout: float | None = None,
+        sig_stop: int | None = None,
+        sig_kill: int | None = None,
+        exp_sig: int | None = None,
+    ) -> None:
+        """Describe the process; nothing is spawned until :meth:`start`.
+
+        :param command: a shell-like string (split with :func:`shlex.split`) or a
+            sequence of arguments.
+        :param timeout: seconds for the whole start-up, and the default grace period
+            of :meth:`stop`; ``None`` for no limit.
+        :param sleep: the longest pause between readiness checks; left at its default,
+            checks are adaptive (first after about 1 ms).
+        :param stop_timeout: grace period between the stop and kill signals; defaults to
+            ``timeout``.
+        :param sig_stop, sig_kill, exp_sig: spellings from mirakuru 1.x/2.x, accepted for
+            ``stop_signal``, ``kill_signal`` and ``expected_returncode=-exp_sig``.
+        """
+        parsed = normalize_command(command)
+        self.command: str = parsed.display
+        self.command_parts: Any = parsed.parts
+        self.cwd = cwd
+        self._shell = shell
+        self._timeouts = Timeouts(start=timeout, stop=stop_timeout)
+        self._timeout = timeout
+        check_positive("sleep", sleep)
+        self._sleep = float(sleep)
+        self._adaptive = sleep is DEFAULT_SLEEP
+        self._stop_signal = _check_signal(
+            "stop_signal", sig_stop if sig_stop is not None else stop_signal
+        )
+        self._kill_signal = _check_signal(
+            "kill_signal", sig_kill if sig_kill is not None else kill_signal
+        )
+        if exp_sig is not None:
+            expected_returncode = -_check_signal("exp_sig", exp_sig)
+        self._expected_returncode = expected_returncode
+        self._envvars: dict[str, str] = dict(envvars or {})
+        self._stdin = stdin
+        self._stdout = stdout
+        self._stderr = stderr
+        self._extra_popen_kwargs: dict[str, Any] = dict(popen_kwargs or {})
+        self._uuid = f"{os.getpid()}:{uuid.uuid4()}"
+        self.process: subprocess.Popen[str] | None = None
+        self._budget: Budget | None = None
+        self._lifecycle = Lifecycle()
+        self._lock = threading.RLock()
+        self._pump: OutputPump | None = None
+        self._pidfd: int | None = None
+        self._readers: dict[str, io.TextIOWrapper] = {}
+        self._failure: str | None = None
+        self._escalated = False
+
+    # -- the published attributes -----------------------------------------------------
+
+    @property
+    def _sig_stop(self) -> int:
+        return self._stop_signal
+
+    @property
+    def _sig_kill(self) -> int:
+        return self._kill_signal
+
+    @property
+    def stop_timeout(self) -> float | None:
+        """Grace period between the stop signal and the kill signal, in seconds."""
+        return self._timeouts.grace
+
+    @property
+    def envvars(self) -> dict[str, str]:
+        """The child's whole environment: ours, the extra variables, and the marker."""
+        return compose_environment(os.environ, self._envvars, self._uuid)
+
+    @property
+    def _popen_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments for :class:`subprocess.Popen`; ``env`` is complete."""
+        kwargs: dict[str, Any] = {
+            "stdin": self._stdin,
+            "stdout": self._stdout,
+            "stderr": self._stderr,
+            "universal_newlines": True,
+            "shell": self._shell,
+            "env": self.envvars,
+            "cwd": self.cwd,
+        }
+        kwargs.update(self._extra_popen_kwargs)
+        return kwargs
+
+    @property
+    def _endtime(self) -> float | None:
+        """The start-up deadline as a wall-clock time (``time.time()``), or None."""
+        if self._budget is None or self._budget.deadline is None:
+            return None
+        return time.time() + self._budget.remaining(monotonic())
+
+    @_endtime.setter
+    def _endtime(self, value: float | None) -> None:
+        if value is None:
+            self._budget = None
+        else:
+            self._budget = Budget(monotonic() + (value - time.time()))
+
+    # -- lifecycle: the new, inspectable part ----------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """Where the executor is in its lifecycle."""
+        return self._lifecycle.state
+
+    @property
+    def history(self) -> tuple[StateChange, ...]:
+        """Every state change so far, with monotonic timestamps, oldest first."""
+        return self._lifecycle.history
+
+    def add_listener(self, listener: Listener) -> Self:
+        """Call ``listener(change)`` on every future state change; errors are logged."""
+        self._lifecycle.add_listener(listener)
+        return self
+
+    def remove_listener(self, listener: Listener) -> Self:
+        """Stop calling ``listener``."""
+        self._lifecycle.remove_listener(listener)
+        return self
+
+    def output_tail(self) -> list[str]:
+        """The last lines the process printed on its captured streams."""
+        return self._pump.tail() if self._pump is not None else []
+
+    def _fire(self, trigger: Trigger, detail: str | None = None) -> None:
+        if self._lifecycle.can(trigger):
+            try:
+                self._lifecycle.fire(trigger, monotonic(), detail)
+            except Exception:  # a listener's bug must not leave processes behind
+                LOG.exception("a state listener of %s failed", self)
+
+    # -- context managers -----------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @contextmanager
+    def stopped(self) -> Iterator[Self]:
+        """Stop the process for the body of the ``with`` block, then start it again.
+
+        The restart happens even when the body raises; when nothing runs, it does nothing.
+        """
+        was_running = self.running()
+        if was_running:
+            self.stop()
+        try:
+            yield self
+        finally:
+            if was_running:
+                self.start()
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def running(self) -> bool:
+        """Whether the process this executor started is still alive."""
+        process = self.process
+        return process is not None and process.poll() is None
+
+    def start(self) -> Self:
+        """Spawn the process (unless already spawned) and return at once."""
+        with self._lock:
+            if self.process is None:
+                self._spawn()
+                self._set_timeout()
+            self._became_ready()
+        return self
+
+    def _set_timeout(self, timeout: float | None = None) -> None:
+        """Arm the one start-up deadline: ``timeout`` seconds (default: the executor's)."""
+        seconds = self._timeout if timeout is None else timeout
+        self._budget = Budget.starting_at(monotonic(), seconds)
+
+    def _spawn(self) -> None:
+        """Validate, spawn, and set up pipes, exit watching and cleanup registration."""
+        if not self.command_parts or (self._shell and not str(self.command).strip()):
+            raise InvalidCommand(self)
+        self._release_output()
+        self._failure = None
+        self._escalated = False
+        self._fire(Trigger.START)
+        kwargs = self._popen_kwargs
+        argv: Any = self.command if kwargs.get("shell") else list(self.command_parts)
+        try:
+            process = spawn(argv, kwargs)
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
+            program = self.command if kwargs.get("shell") else str(self.command_parts[0])
+            self._fire(Trigger.FAIL, f"cannot run {program!r}")
+            raise ExecutableNotFound(self, program, error.strerror or str(error)) from error
+        except BaseException as error:
+            self._fire(Trigger.FAIL, f"spawn failed: {error!r}")
+            raise
+        self.process = process
+        self._pidfd = open_pidfd(process.pid)
+        streams = {
+            name: pipe.fileno()
+            for name, pipe in (("stdout", process.stdout), ("stderr", process.stderr))
+            if pipe is not None
+        }
+        self._pump = OutputPump(streams)
+        registry.track(self)
+
+    def _wait_sources(self) -> list[EventSource]:
+        """What should wake a waiter: the child's exit, and its output if nobody drains it."""
+        sources: list[EventSource] = []
+        process = self.process
+        if self._pidfd is not None and process is not None and process.returncode is None:
+            sources.append(ExitWatch(self._pidfd))
+        pump = self._pump
+        if pump is not None and not pump.background and self.process is not None:
+            sources.extend(pump.sources())
+        return sources
+
+    def _became_ready(self) -> None:
+        self._fire(Trigger.READY)
+        if self._pump is not None and self.process is not None:
+            self._pump.start_background()
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def wait_for(self, wait_for: Callable[[], bool]) -> Self:
+        """Call ``wait_for`` until it returns True; on timeout, kill and raise.
+
+        The check runs at once, again the moment the process exits or prints, and
+        otherwise on a schedule that starts at about 1 ms and backs off.
+        """
+        if not callable(wait_for):
+            raise TypeError(
+                f"wait_for needs a callable returning bool, got {wait_for!r}"
+                f" ({type(wait_for).__name__})"
+            )
+        if self._budget is None:
+            self._set_timeout()
+        schedule = PollSchedule(cap=self._sleep)
+        while True:
+            budget = self._budget if self._budget is not None else Budget.unbounded()
+            outcome = wait_until(
+                wait_for,
+                budget,
+                schedule,
+                sources=self._wait_sources(),
+                adaptive=self._adaptive,
+            )
+            if not isinstance(outcome, TimedOut):
+                return self
+            # check_timeout may be overridden (or the deadline pushed back): ask it.
+            self.check_timeout()
+
+    def check_timeout(self) -> bool:
+        """True while the start-up deadline has not passed; else kill and raise."""
+        budget = self._budget
+        if budget is None or not budget.expired(monotonic()):
+            return True
+        self._failure = f"timed out after {self._timeout} s"
+        tail = self.output_tail()
+        self.kill()
+        error = TimeoutExpired(self, timeout=self._timeout)
+        error.output_tail = tail
+        raise error
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def stop(
+        self,
+        stop_signal: int | None = None,
+        expected_returncode: int | None = None,
+        *,
+        sig: int | None = None,
+        exp_sig: int | None = None,
+    ) -> Self:
+        """Stop the process tree: the stop signal, a grace period, then the kill signal.
+
+        Raises :class:`ProcessFinishedWithError` (after cleaning up) when the process
+        ended with a code other than ``expected_returncode`` (default: ``-stop_signal``,
+        what a process killed by that signal reports). A process that had to be killed
+        after the grace period is not an error.
+        """
+        if sig is not None:
+            stop_signal = sig
+        if exp_sig is not None:
+            expected_returncode = -_check_signal("exp_sig", exp_sig)
+        with self._lock:
+            process = self.process
+            if process is None:
+                return self
+            chosen = _check_signal(
+                "stop_signal", self._stop_signal if stop_signal is None else stop_signal
+            )
+            if expected_returncode is None:
+                expected_returncode = self._expected_returncode
+            if expected_returncode is None:
+                expected_returncode = -chosen
+            self._fire(Trigger.STOP, f"stop with {_signal_name(chosen)}")
+            escalated = self._terminate(chosen, self._timeouts.grace)
+            exit_code = process.returncode
+            self._clear_process()
+            if escalated is not None:
+                self._fire(Trigger.FINISH, escalated)
+                return self
+            if exit_code is not None and exit_code not in (0, expected_returncode):
+                self._fire(Trigger.FAIL, f"exit code {exit_code}")
+                error = ProcessFinishedWithError(self, exit_code)
+                error.output_tail = self.output_tail()
+                raise error
+            self._fire(Trigger.FINISH, f"exit code {exit_code}")
+        return self
+
+    def kill(self, wait: bool = True, sig: int | None = None) -> Self:
+        """Send the kill signal to the whole tree; with ``wait``, reap it (bounded)."""
+        with self._lock:
+            process = self.process
+            if process is None:
+                return self
+            chosen = _check_signal("sig", self._kill_signal if sig is None else sig)
+            starting = self.state is State.STARTING
+            if not starting:
+                self._fire(Trigger.STOP, f"kill with {_signal_name(chosen)}")
+            family = tree.descendants(process.pid)
+            self._signal_leader(process, chosen)
+            tree.signal_all(family, chosen)
+            self._kill_all_kids(chosen)
+            if wait:
+                tree.wait_gone(family, KILL_WAIT)
+                self._reap(process, KILL_WAIT)
+            self._clear_process()
+            if starting:
+                self._fire(Trigger.FAIL, self._failure or f"killed with {_signal_name(chosen)}")
+            else:
+                self._fire(Trigger.FINISH, f"killed with {_signal_name(chosen)}")
+        return self
+
+    def _signal_leader(self, process: subprocess.Popen[str], sig: int) -> None:
+        """Signal the child and, while it is unreaped (its group ID cannot be reused), its group."""
+        if process.returncode is not None:
+            return
+        send_signal(self._pidfd, process.pid, sig)
+        if process.returncode is None:
+            tree.signal_group(process.pid, sig)
+
+    def _terminate(self, sig: int, grace: float | None) -> str | None:
+        """Stop signal, wait, escalate; returns a note if the kill signal was needed."""
+        process = self.process
+        assert process is not None
+        family = tree.descendants(process.pid) if process.returncode is None else []
+        self._signal_leader(process, sig)
+        tree.signal_all(family, sig)
+        known = {p.pid for p in family}
+        escapees = tree.as_processes(self._kill_all_kids(sig) - known - {process.pid})
+        everyone = [*family, *escapees]
+        leader = tree.as_processes([process.pid]) if process.returncode is None else []
+        grace_seconds = KILL_WAIT * 360 if grace is None else grace
+        report = tree.wait_gone([*leader, *everyone], grace_seconds)
+        if not report.survivors:
+            self._reap(process, KILL_WAIT)
+            return None
+        kill_name = _signal_name(self._kill_signal)
+        self._signal_leader(process, self._kill_signal)
+        tree.signal_all(everyone, self._kill_signal)
+        self._kill_all_kids(self._kill_signal)
+        tree.wait_gone([*leader, *everyone], KILL_WAIT)
+        self._reap(process, KILL_WAIT)
+        count = len(report.survivors)
+        return (
+            f"escalated to {kill_name} after {grace} s: {count} process(es) ignored the stop signal"
+        )
+
+    @staticmethod
+    def _reap(process: subprocess.Popen[str], timeout: float) -> None:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            LOG.warning(
+                "process %d did not exit within %s s after being killed", process.pid, timeout
+            )
+
+    def _kill_all_kids(self, sig: int) -> set[int]:
+        """Signal every process carrying this executor's marker; the PIDs signalled."""
+        # A module global, so it is looked up at call time: tests patch it on this module.
+        pids = processes_with_env(ENV_UUID, self._uuid)
+        return tree.signal_all(tree.as_processes(pids), sig)
+
+    def _clear_process(self) -> None:
+        """Forget the process: stop draining, close descriptors, disarm the deadline."""
+        process = self.process
+        self.process = None
+        self._budget = None
+        if self._pump is not None:
+            # Keep the pump: its spools stay readable through output() until the next start.
+            self._pump.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if process is not None:
+            for pipe in (process.stdin, process.stdout, process.stderr):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+        registry.forget(self)
+
+    def _release_output(self) -> None:
+        """Free what the previous run printed; a new start begins a new record."""
+        for reader in self._readers.values():
+            reader.close()
+        self._readers = {}
+        if self._pump is not None:
+            self._pump.release()
+            self._pump = None
+
+    # -- output -----------------------------------------------------------------------------
+
+    def _reader(self, name: str, position: int = 0) -> io.TextIOWrapper | None:
+        reader = self._readers.get(name)
+        if reader is None:
+            pump = self._pump
+            stream = pump.streams.get(name) if pump is not None else None
+            if stream is None:
+                return None
+            reader = stream.spool.reader(position)
+            self._readers[name] = reader
+        return reader
+
+    def output(self) -> IO[Any] | None:
+        """The process's standard output as a text stream (None when not captured).
+
+        Everything the process printed is kept (on disk, not in memory) and readable in
+        order, even after the process stopped; reads block until data or end of file.
+        """
+        return self._reader("stdout")
+
+    def err_output(self) -> IO[Any] | None:
+        """The process's standard error as a text stream (None when not captured)."""
+        return self._reader("stderr")
+
+    # -- garbage collection and text ----------------------------------------------------
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "process", None) is not None:
+                self.kill(wait=False)
+        except Exception:  # noqa: S110 - nothing can be reported from a finalizer at exit
+            pass
+
+    def __str__(self) -> str:
+        return f'<{type(self).__module__}.{type(self).__name__}: "{self.command}" {hex(id(self))}>'
+
+    def __repr__(self) -> str:
+        process = self.process
+        if process is None:
+            where = self.state.value
+        elif process.returncode is None:
+            where = f"{self.state.value}, PID {process.pid}"
+        else:
+            where = f"{self.state.value}, exited with status {process.returncode}"
+        return (
+            f'<{type(self).__module__}.{type(self).__name__}: "{self.command}" '
+            f"{where} {hex(id(self))}>"
+        )
+
+
+class Executor(SimpleExecutor):
+    """An executor that waits until its process is ready before ``start()`` returns.
+
+    Subclasses say what "ready" means by overriding :meth:`after_start_check` (and
+    :meth:`pre_start_check`, which makes ``start()`` raise :class:`AlreadyRunning`).
+    """
+
+    def pre_start_check(self) -> bool:
+        """True if the service already answers before we start it (then we refuse)."""
+        return False
+
+    def after_start_check(self) -> bool:
+        """True once the started process is ready; subclasses define it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no readiness check: override after_start_check()"
+        )
+
+    def start(self) -> Self:
+        """Spawn the process and wait until it is ready; raise if it cannot become so."""
+        with self._lock:
+            if self.process is None:
+                if type(self).after_start_check is Executor.after_start_check:
+                    self.after_start_check()  # raises NotImplementedError before spawning
+                if self.pre_start_check():
+                    raise AlreadyRunning(self)
+                self._spawn()
+                self._set_timeout()
+                try:
+                    self.wait_for(self.check_subprocess)
+                except BaseException as error:
+                    self._abort_start(error)
+                    raise
+            self._became_ready()
+        return self
+
+    def _abort_start(self, error: BaseException) -> None:
+        """Leave nothing running after a failed start, and record why."""
+        if self.process is not None:
+            self._failure = self._failure or f"start interrupted by {type(error).__name__}"
+            try:
+                self.kill()
+            except Exception:
+                LOG.exception("cleaning up after a failed start of %s", self)
+        self._fire(Trigger.FAIL, self._failure or type(error).__name__)
+
+    def check_subprocess(self) -> bool:
+        """Fail at once if the process died with an error; else ask after_start_check.
+
+        Exit code 0 is tolerated: launchers that daemonize exit 0 while the service lives.
+        """
+        process = self.process
+        if process is None:
+            raise ProcessExitedWithError(self, -1)
+        exit_code = process.poll()
+        if exit_code is not None and exit_code != 0:
+            tail = self._drain_tail()
+            self._failure = f"exited with code {exit_code}"
+            self.kill()
+            error = ProcessExitedWithError(self, exit_code)
+            error.output_tail = tail
+            raise error
+        return self.after_start_check()
+
+    def _drain_tail(self) -> list[str]:
+        """The output tail after reading what the dead process left in its pipes."""
+        pump = self._pump
+        if pump is None:
+            return []
+        if not pump.background:
+            for stream in pump.sources():
+                stream.drain()
+        return pump.tail()
+
+
+def cleanup_subprocesses() -> None:
+    """Kill every process tree started by an executor of this Python process."""
+    registry.kill_all()
+    for token in registry.tokens():
+        for process in tree.as_processes(processes_with_env(ENV_UUID, token)):
+            try:
+                process.kill()
+            except psutil.Error:
+                continue
+
+
+registry.install(cleanup_subprocesses)

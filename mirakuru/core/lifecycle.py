@@ -1,0 +1,168 @@
+"""The executor lifecycle as an explicit state machine.
+
+The transition table is plain data (:data:`TRANSITIONS`) so that documentation can draw
+it and stateful tests can use it as their oracle; :class:`Lifecycle` enforces it through a
+private :mod:`transitions` machine. No effect ever lives in a machine callback: the facade
+performs effects and then records what happened by firing a trigger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Callable, Mapping
+
+import attrs
+from transitions import Machine, MachineError
+
+__all__ = [
+    "TRANSITIONS",
+    "IllegalTransition",
+    "Lifecycle",
+    "State",
+    "StateChange",
+    "Trigger",
+    "allowed_triggers",
+]
+
+
+class State(enum.Enum):
+    """Where an executor is in its life."""
+
+    IDLE = "idle"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class Trigger(enum.Enum):
+    """What happened to move an executor from one state to another."""
+
+    START = "start"  # the process is being spawned and waited for
+    READY = "ready"  # the readiness check passed
+    STOP = "stop"  # stop() or kill() began terminating the process tree
+    FINISH = "finish"  # the tree is gone and the exit code was acceptable
+    FAIL = "fail"  # start-up failed, or the process finished with an unexpected code
+
+
+#: Trigger → (sources, destination). The single source of truth for the lifecycle.
+TRANSITIONS: Mapping[Trigger, tuple[frozenset[State], State]] = {
+    Trigger.START: (frozenset({State.IDLE, State.STOPPED, State.FAILED}), State.STARTING),
+    Trigger.READY: (frozenset({State.STARTING}), State.RUNNING),
+    Trigger.STOP: (frozenset({State.STARTING, State.RUNNING}), State.STOPPING),
+    Trigger.FINISH: (frozenset({State.STOPPING}), State.STOPPED),
+    Trigger.FAIL: (
+        frozenset({State.STARTING, State.RUNNING, State.STOPPING}),
+        State.FAILED,
+    ),
+}
+
+
+def allowed_triggers(state: State) -> frozenset[Trigger]:
+    """The triggers the table allows from ``state``."""
+    return frozenset(t for t, (sources, _) in TRANSITIONS.items() if state in sources)
+
+
+class IllegalTransition(RuntimeError):
+    """A trigger was fired from a state the transition table does not allow it from."""
+
+    def __init__(self, trigger: Trigger, state: State) -> None:
+        super().__init__(trigger, state)
+        self.trigger = trigger
+        self.state = state
+
+    def __str__(self) -> str:
+        allowed = ", ".join(sorted(t.value for t in allowed_triggers(self.state)))
+        return (
+            f"cannot {self.trigger.value!r} from state {self.state.value!r}"
+            f" (allowed there: {allowed or 'nothing'})"
+        )
+
+
+@attrs.frozen(slots=True)
+class StateChange:
+    """One recorded transition: what fired, from where, to where, when, and why.
+
+    ``at`` is a reading of the monotonic clock the facade uses (``time.monotonic``);
+    ``detail`` is a short human note such as the exit code or an escalation to SIGKILL.
+    """
+
+    trigger: Trigger
+    source: State
+    dest: State
+    at: float
+    detail: str | None = None
+
+    def __str__(self) -> str:
+        note = f" ({self.detail})" if self.detail else ""
+        return f"{self.source.value} -> {self.dest.value} on {self.trigger.value}{note}"
+
+
+Listener = Callable[[StateChange], object]
+
+
+class _Model:
+    """The object the transitions machine decorates; kept private so nobody fires by hand."""
+
+    state: State
+
+
+class Lifecycle:
+    """A typed wrapper around the state machine, with history and listeners."""
+
+    def __init__(self, initial: State = State.IDLE) -> None:
+        self._model = _Model()
+        self._machine = Machine(
+            model=self._model,
+            states=list(State),
+            transitions=[
+                {"trigger": t.value, "source": [s for s in State if s in sources], "dest": d}
+                for t, (sources, d) in TRANSITIONS.items()
+            ],
+            initial=initial,
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+        )
+        self._history: list[StateChange] = []
+        self._listeners: list[Listener] = []
+
+    @property
+    def state(self) -> State:
+        """The current state."""
+        return self._model.state
+
+    @property
+    def history(self) -> tuple[StateChange, ...]:
+        """Every transition so far, oldest first."""
+        return tuple(self._history)
+
+    def can(self, trigger: Trigger) -> bool:
+        """Whether ``trigger`` is allowed from the current state."""
+        return trigger in allowed_triggers(self.state)
+
+    def fire(self, trigger: Trigger, at: float, detail: str | None = None) -> StateChange:
+        """Move along ``trigger``, record the change and tell the listeners.
+
+        Raises :class:`IllegalTransition` when the table does not allow it.
+        """
+        source = self.state
+        try:
+            self._model.trigger(trigger.value)  # type: ignore[attr-defined]
+        except MachineError:
+            raise IllegalTransition(trigger, source) from None
+        change = StateChange(trigger, source, self.state, at, detail)
+        self._history.append(change)
+        for listener in tuple(self._listeners):
+            listener(change)
+        return change
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with every future :class:`StateChange`."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``; unknown listeners are ignored."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)

@@ -1,0 +1,159 @@
+"""The errors executors raise: the published names and messages, printable and picklable."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mirakuru.base import SimpleExecutor
+    from mirakuru.core.lifecycle import StateChange
+
+__all__ = [
+    "AlreadyRunning",
+    "ExecutableNotFound",
+    "ExecutorError",
+    "InvalidCommand",
+    "ProcessExitedWithError",
+    "ProcessFinishedWithError",
+    "TimeoutExpired",
+]
+
+
+class ExecutorSnapshot:
+    """What survives of an executor when its error crosses a process boundary."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+
+class ExecutorError(Exception):
+    """Base of every error about an executor; ``.executor`` is the one concerned.
+
+    Beyond the published API it carries ``history`` (the executor's state changes up to
+    the error) and ``output_tail`` (the last lines the process printed, where captured).
+    """
+
+    def __init__(self, executor: SimpleExecutor | ExecutorSnapshot, *args: Any) -> None:
+        super().__init__(executor, *args)
+        self.executor = executor
+        self.history: Sequence[StateChange] = tuple(getattr(executor, "history", ()))
+        self.output_tail: Sequence[str] = ()
+
+    def _headline(self) -> str:
+        return f"Error of the executor {self.executor}"
+
+    def __str__(self) -> str:
+        lines = [self._headline()]
+        if self.output_tail:
+            lines.append("Last lines of output:")
+            lines.extend(f"    {line}" for line in self.output_tail)
+        return "\n".join(lines)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The executor holds processes, threads and locks: send its description instead.
+        state = {"history": tuple(self.history), "output_tail": tuple(self.output_tail)}
+        args = (ExecutorSnapshot(str(self.executor)), *self.args[1:])
+        return (type(self), args, state)
+
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        self.__dict__.update(state or {})
+
+
+class TimeoutExpired(ExecutorError):
+    """The executor did not become ready (or stop) within ``timeout`` seconds."""
+
+    def __init__(self, executor: SimpleExecutor | ExecutorSnapshot, timeout: float | None) -> None:
+        super().__init__(executor, timeout)
+        self.timeout = timeout
+
+    def _headline(self) -> str:
+        return f"Executor {self.executor} timed out after {self.timeout} seconds"
+
+
+class OutputEnded(TimeoutExpired):
+    """The process's output ended without the banner: it cannot become ready any more.
+
+    A subclass of :class:`TimeoutExpired` so existing handlers keep working.
+    """
+
+    def __init__(
+        self,
+        executor: SimpleExecutor | ExecutorSnapshot,
+        timeout: float | None,
+        exit_code: int | None = None,
+    ) -> None:
+        ExecutorError.__init__(self, executor, timeout, exit_code)
+        self.timeout = timeout
+        self.exit_code = exit_code
+
+    def _headline(self) -> str:
+        return (
+            f"Executor {self.executor} ended its output without the banner"
+            f" (exit code {self.exit_code}); gave up before the {self.timeout} s timeout"
+        )
+
+
+class AlreadyRunning(ExecutorError):
+    """Something already answers the readiness check before the process was started."""
+
+    def _headline(self) -> str:
+        text = (
+            f"Executor {self.executor} seems to be already running. It looks like the "
+            "previous executor process hasn't been terminated or killed."
+        )
+        port = getattr(self.executor, "port", None)
+        if port is not None:
+            text += (
+                f" Also there might be some completely different service listening on {port} port."
+            )
+        return text
+
+
+class ProcessExitedWithError(ExecutorError):
+    """The process exited with a non-zero code it was not expected to."""
+
+    def __init__(self, executor: SimpleExecutor | ExecutorSnapshot, exit_code: int) -> None:
+        super().__init__(executor, exit_code)
+        self.exit_code = exit_code
+
+    def _headline(self) -> str:
+        return (
+            f"The process invoked by the {self.executor} executor has exited with a "
+            f"non-zero code: {self.exit_code}."
+        )
+
+
+class ProcessFinishedWithError(ProcessExitedWithError):
+    """``stop()`` found that the process finished with an unexpected exit code."""
+
+
+class InvalidCommand(ExecutorError, ValueError):
+    """The executor has no command to run."""
+
+    def _headline(self) -> str:
+        return f"Executor {self.executor} cannot start: its command is empty"
+
+
+class ExecutableNotFound(ExecutorError, FileNotFoundError):
+    """The program to run does not exist or is not executable.
+
+    Also a :class:`FileNotFoundError`, which callers of ``subprocess`` already catch.
+    """
+
+    def __init__(
+        self, executor: SimpleExecutor | ExecutorSnapshot, program: str, reason: str = ""
+    ) -> None:
+        ExecutorError.__init__(self, executor, program, reason)
+        self.program = program
+        self.filename = program
+        self.reason = reason
+
+    def _headline(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
+        return f"Executor {self.executor} cannot start {self.program!r}{why}"
