@@ -39,9 +39,7 @@ def checkout(root: Path) -> str:
     """Commit of the checkout, marked dirty if the package sources differ."""
 
     def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, check=False
-        )
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
         return done.stdout.strip() if done.returncode == 0 else ""
 
     commit = git("rev-parse", "--short", "HEAD")

@@ -41,9 +41,7 @@ class Collected:
     """All runs of one scenario, per implementation."""
 
     scenario: Scenario
-    runs: dict[str, list[RunResult]] = field(
-        default_factory=lambda: {OURS: [], PUBLISHED: []}
-    )
+    runs: dict[str, list[RunResult]] = field(default_factory=lambda: {OURS: [], PUBLISHED: []})
 
     def notes(self, impl: str) -> list[str]:
         seen: list[str] = []
@@ -91,22 +89,22 @@ def _ratio(ours: Cell, published: Cell) -> float | None:
 
 
 def _met(metric: Metric, ours: Cell, ratio: float | None) -> str:
+    """ "yes"/"NO" against the target, "" when there is none or nothing to judge."""
     target = metric.target
+    verdict: bool | None = None
     if target is None:
+        pass
+    elif target.kind is TargetKind.OURS_COMPLETES:
+        # A None value with samples means at least one run blocked.
+        verdict = ours.value is not None if ours.samples else None
+    elif target.kind is TargetKind.OURS_AT_MOST:
+        verdict = None if ours.value is None else ours.value <= target.value
+    elif ratio is not None:
+        at_most = target.kind is TargetKind.RATIO_AT_MOST
+        verdict = ratio <= target.value if at_most else ratio >= target.value
+    if verdict is None:
         return ""
-    if target.kind is TargetKind.OURS_COMPLETES:
-        if ours.samples == 0:
-            return ""
-        return "yes" if ours.value is not None else "NO"
-    if target.kind is TargetKind.OURS_AT_MOST:
-        if ours.value is None:
-            return ""
-        return "yes" if ours.value <= target.value else "NO"
-    if ratio is None:
-        return ""
-    if target.kind is TargetKind.RATIO_AT_MOST:
-        return "yes" if ratio <= target.value else "NO"
-    return "yes" if ratio >= target.value else "NO"
+    return "yes" if verdict else "NO"
 
 
 def rows(collected: Sequence[Collected]) -> list[Row]:
@@ -118,9 +116,7 @@ def rows(collected: Sequence[Collected]) -> list[Row]:
             ratio = _ratio(ours, published)
             target = metric.target.describe() if metric.target else ""
             met = _met(metric, ours, ratio)
-            out.append(
-                Row(item.scenario, metric, ours, published, ratio, target, met)
-            )
+            out.append(Row(item.scenario, metric, ours, published, ratio, target, met))
     return out
 
 
@@ -136,8 +132,7 @@ def alerts(collected: Sequence[Collected]) -> list[str]:
             )
             if worst:
                 out.append(
-                    f"{impl}: {worst:.0f} process(es) survived stop() in "
-                    f"{item.scenario.name}"
+                    f"{impl}: {worst:.0f} process(es) survived stop() in {item.scenario.name}"
                 )
             leaked = sum(r.leaked for r in runs)
             if leaked:
@@ -157,8 +152,5 @@ def failures(collected: Sequence[Collected]) -> list[str]:
                 if run.status in ("error", "timeout"):
                     # The last line of a traceback is the exception itself.
                     last = (run.detail.strip().splitlines() or [""])[-1]
-                    out.append(
-                        f"{item.scenario.name} [{impl}] {run.status.upper()}: "
-                        f"{last[:160]}"
-                    )
+                    out.append(f"{item.scenario.name} [{impl}] {run.status.upper()}: {last[:160]}")
     return out

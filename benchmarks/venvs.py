@@ -94,7 +94,12 @@ def _run(cmd: list[str], log: Path, cwd: Path | None = None) -> None:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
         done = subprocess.run(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd
+            cmd,
+            check=False,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
         )
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])

@@ -19,7 +19,7 @@ from benchmarks.worker.support import (
 
 
 def build(ctx: Context, kind: str, delay: float, stamp: Path, tmp: Path) -> Any:
-    """An executor (default settings) for a fixture of ``kind`` ready after ``delay``."""
+    """An executor, default settings, for a ``kind`` fixture ready after ``delay``."""
     mk = ctx.mirakuru
     common = ["--delay", f"{delay:.6f}", "--stamp", str(stamp)]
     if kind == "output":
@@ -57,7 +57,7 @@ def lag(ctx: Context, kind: str) -> None:
         stamp = tmp / "ready"
         # A random phase so a polling implementation's interval is sampled
         # uniformly instead of always hitting the same point of its cycle.
-        delay = 0.25 + random.uniform(0.0, 0.1)
+        delay = 0.25 + random.uniform(0.0, 0.1)  # noqa: S311 - not crypto
         executor = build(ctx, kind, delay, stamp, tmp)
         try:
             executor.start()

@@ -1,0 +1,256 @@
+"""``python -m benchmarks``: set up the venvs, run every scenario, report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fnmatch
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks import chart, machine, report, results, venvs
+from benchmarks.catalog import OURS, PUBLISHED, PUBLISHED_SPEC, SCENARIOS, Scenario
+from benchmarks.runner import RunResult, Sandbox, run_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ROUNDS = 5
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark this checkout of mirakuru against the published "
+        "release. Run from the repository root.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (~1 min): 1 round, reduced sizes, writes nothing unless --output is given",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help=f"worker runs per scenario and implementation (default "
+        f"{DEFAULT_ROUNDS}, 1 with --quick)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="SCENARIO",
+        help="run only these scenarios (glob patterns, comma-separated or "
+        "repeated, e.g. --only 'lag-*,spawn')",
+    )
+    parser.add_argument("--list", action="store_true", help="list scenarios and exit")
+    parser.add_argument(
+        "--ours-spec",
+        default=os.environ.get("BENCH_OURS_SPEC"),
+        metavar="REQ",
+        help="install this pip requirement in the 'ours' slot instead of the "
+        "checkout, e.g. mirakuru==3.1.0 to test the harness "
+        "(default: $BENCH_OURS_SPEC, else the checkout)",
+    )
+    parser.add_argument(
+        "--published-spec",
+        default=PUBLISHED_SPEC,
+        metavar="REQ",
+        help=f"pip requirement of the 'published' slot (default {PUBLISHED_SPEC})",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="write DIR/benchmarks.md and DIR/_static/benchmarks.png "
+        "(default: docs/ for full runs, nothing for --quick)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="write no report files")
+    parser.add_argument(
+        "--timeout-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply every per-run timeout by F (slow machines)",
+    )
+    parser.add_argument(
+        "--venvs",
+        type=Path,
+        default=ROOT / "benchmarks" / ".venvs",
+        metavar="DIR",
+        help="where the cached virtual environments live",
+    )
+    parser.add_argument("--rebuild", action="store_true", help="reinstall both venvs first")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 if any run failed, timed out or left survivors",
+    )
+    return parser.parse_args(argv)
+
+
+def select(patterns: Sequence[str] | None) -> list[Scenario]:
+    if not patterns:
+        return list(SCENARIOS)
+    wanted = [p.strip() for arg in patterns for p in arg.split(",") if p.strip()]
+    unknown = [p for p in wanted if not any(fnmatch.fnmatch(s.name, p) for s in SCENARIOS)]
+    if unknown:
+        names = ", ".join(s.name for s in SCENARIOS)
+        raise SystemExit(f"unknown scenario(s) {unknown}; choose from: {names}")
+    return [s for s in SCENARIOS if any(fnmatch.fnmatch(s.name, p) for p in wanted)]
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def setup(args: argparse.Namespace) -> dict[str, venvs.Venv]:
+    slots = [
+        venvs.Slot(OURS, args.ours_spec),
+        venvs.Slot(PUBLISHED, args.published_spec),
+    ]
+    with venvs.locked(args.venvs), ThreadPoolExecutor(len(slots)) as pool:
+        futures = [
+            pool.submit(venvs.ensure, slot, ROOT, args.venvs, args.rebuild, say) for slot in slots
+        ]
+        return {slot.impl: f.result() for slot, f in zip(slots, futures, strict=True)}
+
+
+def _short(run: RunResult) -> str:
+    return f"{run.status} {run.wall_s:.1f}s"
+
+
+def measure(
+    args: argparse.Namespace,
+    scenarios: Sequence[Scenario],
+    envs: dict[str, venvs.Venv],
+    rounds: int,
+) -> list[results.Collected]:
+    collected = []
+    sandbox = Sandbox()
+    try:
+        for index, scenario in enumerate(scenarios, 1):
+            item = results.Collected(scenario)
+            collected.append(item)
+            limit = scenario.quick_timeout if args.quick else scenario.timeout
+            limit *= args.timeout_scale
+            for round_no in range(1, rounds + 1):
+                # Alternate A, B within each round so drift hits both alike.
+                line = []
+                for impl in (OURS, PUBLISHED):
+                    run = run_worker(envs[impl], scenario.name, args.quick, limit, sandbox)
+                    item.runs[impl].append(run)
+                    line.append(f"{impl} {_short(run)}")
+                say(
+                    f"[{index:2}/{len(scenarios)}] {scenario.name:<13} "
+                    f"round {round_no}/{rounds}: " + ", ".join(line)
+                )
+    finally:
+        sandbox.close()
+    return collected
+
+
+def write(
+    out_dir: Path,
+    meta: report.Meta,
+    rows: list[results.Row],
+    collected: list[results.Collected],
+    alerts: list[str],
+    failures: list[str],
+) -> None:
+    image = out_dir / "_static" / "benchmarks.png"
+    skipped = chart.render(rows, image)
+    if skipped:
+        say(skipped)
+    page = report.markdown(
+        meta,
+        rows,
+        collected,
+        alerts,
+        failures,
+        None if skipped else "_static/benchmarks.png",
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "benchmarks.md").write_text(page)
+    say(f"wrote {out_dir / 'benchmarks.md'}" + ("" if skipped else f" and {image}"))
+
+
+def output_dir(args: argparse.Namespace) -> Path | None:
+    """Where to write the report; CI's quick runs must not dirty the tree."""
+    if args.no_write:
+        return None
+    if args.output:
+        return Path(args.output)
+    return None if args.quick else ROOT / "docs"
+
+
+def show(
+    rows: list[results.Row],
+    scenarios: Sequence[Scenario],
+    alerts: list[str],
+    failures: list[str],
+) -> None:
+    say("")
+    say(report.text_table(rows))
+    for line in failures:
+        say(f"  {line}")
+    for alert in alerts:
+        say(f"!!! CORRECTNESS: {alert}")
+    notes = [f"note [{s.name}]: {s.note}" for s in scenarios if s.note]
+    if notes:
+        say("")
+        for note in notes:
+            say(note)
+
+
+def describe_run(
+    args: argparse.Namespace, argv: Sequence[str], envs: dict[str, venvs.Venv], rounds: int
+) -> report.Meta:
+    ours = envs[OURS].description
+    if args.ours_spec is None:
+        ours += f", {machine.checkout(ROOT)}"
+    return report.Meta(
+        date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        command=shlex.join(["python", "-m", "benchmarks", *argv]),
+        machine=machine.describe(),
+        ours=ours,
+        published=envs[PUBLISHED].description,
+        rounds=rounds,
+        quick=args.quick,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    scenarios = select(args.only)
+    if args.list:
+        for scenario in scenarios:
+            say(f"{scenario.name:<14} {scenario.title}")
+        return 0
+    rounds = args.rounds or (1 if args.quick else DEFAULT_ROUNDS)
+    out_dir = output_dir(args)
+
+    try:
+        envs = setup(args)
+    except venvs.SetupError as exc:
+        say(f"benchmark setup failed: {exc}")
+        return 2
+    say(f"ours: {envs[OURS].description}; published: {envs[PUBLISHED].description}")
+    try:
+        collected = measure(args, scenarios, envs, rounds)
+    except KeyboardInterrupt:
+        say("interrupted; worker processes were cleaned up")
+        return 130
+
+    rows = results.rows(collected)
+    alerts = results.alerts(collected)
+    failures = results.failures(collected)
+    show(rows, scenarios, alerts, failures)
+    if out_dir is not None:
+        meta = describe_run(args, argv, envs, rounds)
+        write(out_dir, meta, rows, collected, alerts, failures)
+    if args.strict and (failures or alerts):
+        return 1
+    return 0
