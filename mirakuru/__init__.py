@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from mirakuru import probes
 from mirakuru.base import Executor, SimpleExecutor
 from mirakuru.core.lifecycle import IllegalTransition, State, StateChange, Trigger
 from mirakuru.exceptions import (
@@ -14,10 +15,16 @@ from mirakuru.exceptions import (
     ExecutableNotFound,
     ExecutorError,
     InvalidCommand,
+    OutputEnded,
     ProcessExitedWithError,
     ProcessFinishedWithError,
     TimeoutExpired,
 )
+from mirakuru.http import HTTPExecutor
+from mirakuru.output import OutputExecutor
+from mirakuru.pid import PidExecutor
+from mirakuru.tcp import TCPExecutor
+from mirakuru.unixsocket import UnixSocketExecutor
 
 __version__ = "4.0.0.dev1"
 
@@ -26,15 +33,22 @@ __all__ = [
     "ExecutableNotFound",
     "Executor",
     "ExecutorError",
+    "HTTPExecutor",
     "IllegalTransition",
     "InvalidCommand",
+    "OutputEnded",
+    "OutputExecutor",
+    "PidExecutor",
     "ProcessExitedWithError",
     "ProcessFinishedWithError",
     "SimpleExecutor",
     "State",
     "StateChange",
+    "TCPExecutor",
     "TimeoutExpired",
     "Trigger",
+    "UnixSocketExecutor",
+    "probes",
 ]
 
 logging.getLogger("mirakuru").addHandler(logging.NullHandler())

@@ -29,8 +29,10 @@ import psutil
 
 from mirakuru.adapter import registry, tree
 from mirakuru.adapter.clock import monotonic
+from mirakuru.adapter.evaluate import attempt
+from mirakuru.adapter.notify import NotifySocket
 from mirakuru.adapter.process import ExitWatch, open_pidfd, send_signal, spawn
-from mirakuru.adapter.pump import OutputPump
+from mirakuru.adapter.pump import BannerWatch, OutputPump
 from mirakuru.adapter.sources import EventSource
 from mirakuru.adapter.waiter import wait_until
 from mirakuru.base_env import processes_with_env
@@ -39,12 +41,16 @@ from mirakuru.core.budget import Budget, Timeouts
 from mirakuru.core.command import ENV_MARKER, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
 from mirakuru.core.outcome import TimedOut
+from mirakuru.core.probes import PROBE_TYPES, Banner, Leaf, Probe, SdNotify
+from mirakuru.core.probes import leaves as probe_leaves
+from mirakuru.core.probes import satisfied as probe_satisfied
 from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule
 from mirakuru.core.validate import check_positive
 from mirakuru.exceptions import (
     AlreadyRunning,
     ExecutableNotFound,
     InvalidCommand,
+    OutputEnded,
     ProcessExitedWithError,
     ProcessFinishedWithError,
     TimeoutExpired,
@@ -65,6 +71,10 @@ LOG = logging.getLogger(__name__)
 ENV_UUID = ENV_MARKER
 #: ``errno`` values that mean "the process is already gone" when signalling.
 IGNORED_ERROR_CODES = [errno.ESRCH]
+#: The longest single readiness attempt (a connect, a request) when nothing else bounds it.
+ATTEMPT_CEILING = 60.0
+#: How long to wait for the exit code of a process whose output just ended.
+OUTPUT_END_GRACE = 0.05
 #: How long a kill signal may take to be honoured before we stop waiting (no unbounded waits).
 KILL_WAIT = 10.0
 
@@ -593,25 +603,231 @@ class SimpleExecutor:
 class Executor(SimpleExecutor):
     """An executor that waits until its process is ready before ``start()`` returns.
 
-    Subclasses say what "ready" means by overriding :meth:`after_start_check` (and
-    :meth:`pre_start_check`, which makes ``start()`` raise :class:`AlreadyRunning`).
+    What "ready" means is either a probe passed as ``ready=`` (see :mod:`mirakuru.probes`:
+    a banner, a TCP port, an HTTP status, a file, a unix socket, sd_notify, or a
+    combination), or whatever a subclass's :meth:`after_start_check` says. When something
+    already answers :meth:`pre_start_check` before we start, ``start()`` raises
+    :class:`AlreadyRunning`.
     """
 
+    def __init__(
+        self,
+        command: str | list[str] | tuple[str, ...],
+        cwd: str | None = None,
+        shell: bool = False,
+        timeout: float | None = 3600,
+        sleep: float = DEFAULT_SLEEP,
+        stop_signal: int = signal.SIGTERM,
+        kill_signal: int = SIGKILL,
+        expected_returncode: int | None = None,
+        envvars: Mapping[str, str] | None = None,
+        stdin: int | IO[Any] | None = subprocess.PIPE,
+        stdout: int | IO[Any] | None = subprocess.PIPE,
+        stderr: int | IO[Any] | None = None,
+        popen_kwargs: Mapping[str, Any] | None = None,
+        *,
+        ready: Probe | None = None,
+        stop_timeout: float | None = None,
+        sig_stop: int | None = None,
+        sig_kill: int | None = None,
+        exp_sig: int | None = None,
+    ) -> None:
+        """Describe the process and what "ready" means; see :class:`SimpleExecutor`.
+
+        :param ready: a probe from :mod:`mirakuru.probes`; ``start()`` returns once it
+            holds. Subclasses that override :meth:`after_start_check` leave it out.
+        """
+        if ready is not None and not isinstance(ready, PROBE_TYPES):
+            raise TypeError(
+                f"ready must be a probe from mirakuru.probes, got {ready!r} "
+                f"({type(ready).__name__})"
+            )
+        self._ready: Probe | None = ready
+        self._notify: NotifySocket | None = None
+        self._watches: list[tuple[str, Banner, BannerWatch]] = []
+        super().__init__(
+            command,
+            cwd,
+            shell,
+            timeout,
+            sleep,
+            stop_signal,
+            kill_signal,
+            expected_returncode,
+            envvars,
+            stdin,
+            stdout,
+            stderr,
+            popen_kwargs,
+            stop_timeout=stop_timeout,
+            sig_stop=sig_stop,
+            sig_kill=sig_kill,
+            exp_sig=exp_sig,
+        )
+        if ready is not None:
+            self._check_watched_streams(ready)
+
+    def _check_watched_streams(self, probe: Probe) -> None:
+        """Refuse, before spawning, to watch output that will not be captured."""
+        captured = {"stdout": self._stdout, "stderr": self._stderr}
+        for leaf in probe_leaves(probe):
+            if not isinstance(leaf, Banner):
+                continue
+            for stream in sorted(leaf.streams):
+                if captured[stream] != subprocess.PIPE:
+                    raise ValueError(
+                        f"the banner {leaf.pattern.pattern!r} watches {stream}, but {stream} "
+                        f"is not captured ({stream}={captured[stream]!r}); "
+                        f"pass {stream}=subprocess.PIPE"
+                    )
+
+    @property
+    def ready(self) -> Probe | None:
+        """The probe that decides readiness, if one was given."""
+        return self._ready
+
+    @property
+    def envvars(self) -> dict[str, str]:
+        """The child's whole environment; with sd_notify, also ``NOTIFY_SOCKET``."""
+        environment = super().envvars
+        if self._notify is not None:
+            environment["NOTIFY_SOCKET"] = self._notify.address
+        return environment
+
+    # -- readiness --------------------------------------------------------------------------
+
     def pre_start_check(self) -> bool:
-        """True if the service already answers before we start it (then we refuse)."""
-        return False
+        """True if the service already answers before we start it (then we refuse).
+
+        With a ``ready`` probe, the parts that do not need our process (ports, URLs,
+        files, sockets) are tried once; output and sd_notify count as not ready.
+        """
+        probe = self._occupied_probe()
+        if probe is None:
+            return False
+        budget = Budget.starting_at(monotonic(), self._timeout)
+        return attempt(probe, lambda limit: self._attempt_limit(budget, limit))
+
+    def _occupied_probe(self) -> Probe | None:
+        """The probe whose success before start means "already running"."""
+        return self._ready
 
     def after_start_check(self) -> bool:
-        """True once the started process is ready; subclasses define it."""
-        raise NotImplementedError(
-            f"{type(self).__name__} has no readiness check: override after_start_check()"
-        )
+        """True once the started process is ready: the ``ready`` probe, or a subclass's rule."""
+        probe = self._ready
+        if probe is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no readiness check: pass ready=<probe> "
+                "or override after_start_check()"
+            )
+        budget = self._budget or Budget.unbounded()
+        if attempt(probe, lambda limit: self._attempt_limit(budget, limit), self._seen):
+            return True
+        if self._output_ended(probe):
+            self._fail_output_ended()
+        return False
+
+    @staticmethod
+    def _attempt_limit(budget: Budget, attempt_timeout: float | None) -> float:
+        return min(budget.clamp(attempt_timeout, monotonic()), ATTEMPT_CEILING)
+
+    def _seen(self, leaf: Banner | SdNotify) -> bool:
+        """Whether an event-driven leaf has happened."""
+        if isinstance(leaf, SdNotify):
+            return self._notify is not None and self._notify.ready
+        return any(watch.seen for _, banner, watch in self._watches if banner == leaf)
+
+    def _output_ended(self, probe: Probe) -> bool:
+        """Whether the output closed in a way that makes ``probe`` impossible to satisfy."""
+        pump = self._pump
+        if pump is None or not self._watches:
+            return False
+        hopeless: dict[Leaf, bool] = {}
+        for leaf in probe_leaves(probe):
+            if isinstance(leaf, Banner):
+                ended = all(
+                    pump.streams[stream].eof
+                    for stream, banner, _ in self._watches
+                    if banner == leaf
+                )
+                hopeless[leaf] = ended and not self._seen(leaf)
+        # Assume every other leaf could still succeed: if even then the probe fails, it never will.
+        optimistic = {leaf: not hopeless.get(leaf, False) for leaf in probe_leaves(probe)}
+        return not probe_satisfied(probe, optimistic)
+
+    def _fail_output_ended(self) -> None:
+        process = self.process
+        exit_code = None
+        if process is not None:
+            try:
+                exit_code = process.wait(OUTPUT_END_GRACE)
+            except subprocess.TimeoutExpired:
+                exit_code = None
+        tail = self.output_tail()
+        self._failure = f"output ended without the banner (exit code {exit_code})"
+        self.kill()
+        error = OutputEnded(self, self._timeout, exit_code)
+        error.output_tail = tail
+        raise error
+
+    # -- wiring the probe into the process ----------------------------------------------------
+
+    def _spawn(self) -> None:
+        probe = self._ready
+        self._close_notify()
+        if probe is not None and any(isinstance(leaf, SdNotify) for leaf in probe_leaves(probe)):
+            self._notify = NotifySocket(self._note_status)
+        try:
+            super()._spawn()
+        except BaseException:
+            self._close_notify()
+            raise
+        self._watches = []
+        pump = self._pump
+        if probe is None or pump is None:
+            return
+        for leaf in probe_leaves(probe):
+            if isinstance(leaf, Banner):
+                for stream in sorted(leaf.streams):
+                    watch = BannerWatch(leaf.pattern)
+                    pump.streams[stream].watches.append(watch)
+                    self._watches.append((stream, leaf, watch))
+
+    def _note_status(self, status: str) -> None:
+        try:
+            self._lifecycle.note(f"STATUS={status}", monotonic())
+        except Exception:
+            LOG.exception("a state listener of %s failed", self)
+
+    def _wait_sources(self) -> list[EventSource]:
+        sources = super()._wait_sources()
+        if self._notify is not None:
+            sources.append(self._notify)
+        return sources
+
+    def _became_ready(self) -> None:
+        # Like the published OutputExecutor, output() continues after the banner line.
+        for stream, _, watch in self._watches:
+            pump = self._pump
+            if watch.seen and pump is not None and stream not in self._readers:
+                self._readers[stream] = pump.streams[stream].spool.reader(watch.end_offset)
+        self._close_notify()
+        super()._became_ready()
+
+    def _close_notify(self) -> None:
+        notify, self._notify = self._notify, None
+        if notify is not None:
+            notify.close()
+
+    # -- starting ---------------------------------------------------------------------------
 
     def start(self) -> Self:
         """Spawn the process and wait until it is ready; raise if it cannot become so."""
         with self._lock:
             if self.process is None:
-                if type(self).after_start_check is Executor.after_start_check:
+                if self._ready is None and (
+                    type(self).after_start_check is Executor.after_start_check
+                ):
                     self.after_start_check()  # raises NotImplementedError before spawning
                 if self.pre_start_check():
                     raise AlreadyRunning(self)
@@ -627,6 +843,7 @@ class Executor(SimpleExecutor):
 
     def _abort_start(self, error: BaseException) -> None:
         """Leave nothing running after a failed start, and record why."""
+        self._close_notify()
         if self.process is not None:
             self._failure = self._failure or f"start interrupted by {type(error).__name__}"
             try:

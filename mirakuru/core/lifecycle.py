@@ -45,6 +45,7 @@ class Trigger(enum.Enum):
     STOP = "stop"  # stop() or kill() began terminating the process tree
     FINISH = "finish"  # the tree is gone and the exit code was acceptable
     FAIL = "fail"  # start-up failed, or the process finished with an unexpected code
+    NOTIFY = "notify"  # not a transition: a note from the service (sd_notify STATUS=...)
 
 
 #: Trigger → (sources, destination). The single source of truth for the lifecycle.
@@ -148,11 +149,20 @@ class Lifecycle:
         Raises :class:`IllegalTransition` when the table does not allow it.
         """
         source = self.state
+        if not self.can(trigger):
+            raise IllegalTransition(trigger, source)
         try:
             self._model.trigger(trigger.value)  # type: ignore[attr-defined]
         except MachineError:
             raise IllegalTransition(trigger, source) from None
-        change = StateChange(trigger, source, self.state, at, detail)
+        return self._record(StateChange(trigger, source, self.state, at, detail))
+
+    def note(self, detail: str, at: float) -> StateChange:
+        """Record a message from the service in the history without changing state."""
+        state = self.state
+        return self._record(StateChange(Trigger.NOTIFY, state, state, at, detail))
+
+    def _record(self, change: StateChange) -> StateChange:
         self._history.append(change)
         for listener in tuple(self._listeners):
             listener(change)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import ssl
 
 __all__ = [
+    "PROBE_TYPES",
     "AllOf",
     "AnyOf",
     "Banner",
@@ -140,6 +141,8 @@ class AnyOf:
 
 Probe: TypeAlias = Banner | Tcp | Http | PidFile | UnixSocket | SdNotify | AllOf | AnyOf
 Leaf: TypeAlias = Banner | Tcp | Http | PidFile | UnixSocket | SdNotify
+#: The concrete probe classes, for isinstance checks.
+PROBE_TYPES = (Banner, Tcp, Http, PidFile, UnixSocket, SdNotify, AllOf, AnyOf)
 
 
 def _require_text(name: str, value: object) -> str:

@@ -1,0 +1,142 @@
+"""One attempt at each kind of probe, bounded by the time it is given.
+
+Event-driven probes (a banner, sd_notify) are not evaluated here: their state lives in the
+output pump and the notify socket, and :func:`attempt` reads it through ``events``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import socket
+import ssl
+import urllib.parse
+from collections.abc import Callable
+
+from mirakuru.core.probes import (
+    AllOf,
+    AnyOf,
+    Banner,
+    Http,
+    Leaf,
+    PidFile,
+    Probe,
+    SdNotify,
+    Tcp,
+    UnixSocket,
+)
+
+__all__ = ["attempt", "http_ready", "is_external", "pid_file_ready", "tcp_ready", "unix_ready"]
+
+#: How an executor answers for the probes whose state it keeps itself.
+EventState = Callable[[Banner | SdNotify], bool]
+
+
+def _never(_: Banner | SdNotify) -> bool:
+    return False
+
+
+def tcp_ready(probe: Tcp, timeout: float) -> bool:
+    """Whether a TCP connection to the probe's host and port is accepted now."""
+    try:
+        addresses = socket.getaddrinfo(probe.host, probe.port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.settimeout(max(timeout, 0.001))
+            try:
+                sock.connect(address)
+            except OSError:
+                continue
+            return True
+    return False
+
+
+def unix_ready(probe: UnixSocket, timeout: float) -> bool:
+    """Whether a stream connection to the unix socket is accepted now."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(max(timeout, 0.001))
+        try:
+            sock.connect(probe.path)
+        except OSError:
+            return False
+    return True
+
+
+def pid_file_ready(probe: PidFile) -> bool:
+    """Whether the pid file exists (and is a file)."""
+    return os.path.isfile(probe.path)
+
+
+def _unverified_context() -> ssl.SSLContext:
+    # A readiness probe only asks "does the server answer?" and sends nothing secret, and
+    # local test servers mostly use self-signed certificates; pass ssl_context= to verify.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def http_ready(probe: Http, timeout: float) -> bool:
+    """Whether one request answers with a matching status, within ``timeout``."""
+    parts = probe.parts
+    host = parts.hostname or ""
+    limit = max(timeout, 0.001)
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        context = probe.ssl_context or _unverified_context()
+        connection = http.client.HTTPSConnection(host, parts.port, timeout=limit, context=context)
+    else:
+        connection = http.client.HTTPConnection(host, parts.port, timeout=limit)
+    target = parts.path or "/"
+    if parts.query:
+        target = f"{target}?{parts.query}"
+    body = urllib.parse.urlencode(probe.payload) if probe.payload is not None else None
+    headers = dict(probe.headers)
+    if body is not None:
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        connection.request(probe.method, target, body=body, headers=headers)
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            connection.close()
+    return probe.status.match(str(status)) is not None
+
+
+def is_external(leaf: Leaf) -> bool:
+    """Whether a leaf can be checked without our process (so before we start it)."""
+    return not isinstance(leaf, Banner | SdNotify)
+
+
+def attempt(
+    probe: Probe,
+    limit: Callable[[float | None], float],
+    events: EventState = _never,
+) -> bool:
+    """One attempt at ``probe``: combinators short-circuit in order.
+
+    ``limit(attempt_timeout)`` gives the time one leaf may take (the per-attempt limit
+    clamped to what remains of the budget); ``events`` answers for event-driven leaves.
+    """
+    if isinstance(probe, AllOf):
+        return all(attempt(inner, limit, events) for inner in probe.probes)
+    if isinstance(probe, AnyOf):
+        return any(attempt(inner, limit, events) for inner in probe.probes)
+    return _leaf_ready(probe, limit, events)
+
+
+def _leaf_ready(probe: Leaf, limit: Callable[[float | None], float], events: EventState) -> bool:
+    if isinstance(probe, Banner | SdNotify):
+        return events(probe)
+    if isinstance(probe, Tcp):
+        return tcp_ready(probe, limit(None))
+    if isinstance(probe, Http):
+        return http_ready(probe, limit(probe.request_timeout))
+    if isinstance(probe, UnixSocket):
+        return unix_ready(probe, limit(None))
+    return pid_file_ready(probe)

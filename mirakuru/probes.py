@@ -1,0 +1,109 @@
+"""Readiness probes: what "ready" means, as values you can combine.
+
+Pass one to ``Executor(command, ready=...)``::
+
+    from mirakuru import Executor, probes
+
+    service = Executor(
+        ["my-server", "--port", "8080"],
+        ready=probes.all_of(
+            probes.tcp("127.0.0.1", 8080),
+            probes.http("http://127.0.0.1:8080/health", status=200),
+        ),
+    )
+
+Probes are frozen, hashable values that validate their input when made; combinators
+flatten (``all_of(a, all_of(b, c))`` is ``all_of(a, b, c)``) and check in order, so put
+the cheap probe first. :func:`wait_for_probe` waits for probes of a service that
+something else started.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from mirakuru.adapter.clock import monotonic
+from mirakuru.adapter.evaluate import attempt, is_external
+from mirakuru.adapter.waiter import wait_until
+from mirakuru.core.budget import Budget
+from mirakuru.core.outcome import Ready
+from mirakuru.core.probes import (
+    AllOf,
+    AnyOf,
+    Banner,
+    Http,
+    Leaf,
+    PidFile,
+    Probe,
+    SdNotify,
+    Tcp,
+    UnixSocket,
+    all_of,
+    any_of,
+    banner,
+    http,
+    leaves,
+    pid_file,
+    satisfied,
+    sd_notify,
+    tcp,
+    unix_socket,
+)
+from mirakuru.core.schedule import PollSchedule
+
+__all__ = [
+    "AllOf",
+    "AnyOf",
+    "Banner",
+    "Http",
+    "Leaf",
+    "PidFile",
+    "Probe",
+    "ProbeWait",
+    "SdNotify",
+    "Tcp",
+    "UnixSocket",
+    "all_of",
+    "any_of",
+    "banner",
+    "http",
+    "leaves",
+    "pid_file",
+    "satisfied",
+    "sd_notify",
+    "tcp",
+    "unix_socket",
+    "wait_for_probe",
+]
+
+
+@attrs.frozen(slots=True)
+class ProbeWait:
+    """How a :func:`wait_for_probe` ended: ready or not, after how many attempts and seconds."""
+
+    ready: bool
+    attempts: int
+    elapsed: float
+
+
+def wait_for_probe(probe: Probe, timeout: float | None, *, sleep: float | None = None) -> ProbeWait:
+    """Try ``probe`` until it holds or ``timeout`` seconds pass (like wait-for-it).
+
+    Only probes that need no process of ours can be waited for this way: a banner or
+    sd_notify needs an executor. ``sleep`` is the longest pause between attempts
+    (default: adaptive, about 1 ms at first).
+    """
+    internal = [leaf for leaf in leaves(probe) if not is_external(leaf)]
+    if internal:
+        raise ValueError(
+            f"cannot wait for {internal[0]!r} without starting the process: use an Executor"
+        )
+    began = monotonic()
+    budget = Budget.starting_at(began, timeout)
+
+    def check() -> bool:
+        return attempt(probe, lambda limit: min(budget.clamp(limit, monotonic()), 60.0))
+
+    schedule = PollSchedule(cap=sleep) if sleep is not None else PollSchedule()
+    outcome = wait_until(check, budget, schedule, adaptive=sleep is None)
+    return ProbeWait(isinstance(outcome, Ready), outcome.attempts, monotonic() - began)
