@@ -7,6 +7,7 @@ import datetime
 import fnmatch
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -187,7 +188,7 @@ def output_dir(args: argparse.Namespace) -> Path | None:
 
 def show(
     rows: list[results.Row],
-    scenarios: Sequence[Scenario],
+    collected: list[results.Collected],
     alerts: list[str],
     failures: list[str],
 ) -> None:
@@ -197,11 +198,13 @@ def show(
         say(f"  {line}")
     for alert in alerts:
         say(f"!!! CORRECTNESS: {alert}")
-    notes = [f"note [{s.name}]: {s.note}" for s in scenarios if s.note]
-    if notes:
-        say("")
-        for note in notes:
-            say(note)
+    say("")
+    for item in collected:
+        if item.scenario.note:
+            say(f"note [{item.scenario.name}]: {item.scenario.note}")
+        for impl in (OURS, PUBLISHED):
+            for note in item.notes(impl):
+                say(f"note [{item.scenario.name}] {impl}: {note}")
 
 
 def describe_run(
@@ -221,7 +224,14 @@ def describe_run(
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # SIGTERM (e.g. CI cancelling the job) takes the same cleanup path as Ctrl-C:
+    # kill the running worker's group and every process carrying its token.
+    signal.signal(signal.SIGTERM, _interrupt)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     scenarios = select(args.only)
@@ -247,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = results.rows(collected)
     alerts = results.alerts(collected)
     failures = results.failures(collected)
-    show(rows, scenarios, alerts, failures)
+    show(rows, collected, alerts, failures)
     if out_dir is not None:
         meta = describe_run(args, argv, envs, rounds)
         write(out_dir, meta, rows, collected, alerts, failures)

@@ -94,6 +94,8 @@ def _met(metric: Metric, ours: Cell, ratio: float | None) -> str:
     verdict: bool | None = None
     if target is None:
         pass
+    elif ours.text.startswith(("ERROR", "TIMEOUT")):
+        verdict = False  # a run that fails cannot meet any target
     elif target.kind is TargetKind.OURS_COMPLETES:
         # A None value with samples means at least one run blocked.
         verdict = ours.value is not None if ours.samples else None
@@ -134,7 +136,9 @@ def alerts(collected: Sequence[Collected]) -> list[str]:
                 out.append(
                     f"{impl}: {worst:.0f} process(es) survived stop() in {item.scenario.name}"
                 )
-            leaked = sum(r.leaked for r in runs)
+            # Leftovers of a worker we killed (timeout) or that crashed are the
+            # harness's doing, not the implementation's.
+            leaked = sum(r.leaked for r in runs if r.status in ("ok", "n/a"))
             if leaked:
                 out.append(
                     f"{impl}: the harness had to kill {leaked} process(es) left "

@@ -119,6 +119,8 @@ def run_worker(
     leaked = reaper.reap(TOKEN_VAR, token)
     if returncode is None:
         result = RunResult("timeout", detail=f"no result after {timeout:g} s")
+        if leaked:
+            result.detail += f" (then killed {leaked} leftover processes)"
     elif returncode != 0:
         result = RunResult("error", detail=_tail(stderr) or f"exit {returncode}")
     else:

@@ -10,6 +10,7 @@ from benchmarks.worker.support import (
     Context,
     clock,
     describe,
+    is_dying,
     kill_leftovers,
     service_command,
     token_processes,
@@ -60,9 +61,12 @@ def stop_tree(ctx: Context) -> None:
     begin = clock()
     executor.stop()
     elapsed = clock() - begin
-    survivors = token_processes()  # the instant stop() returned
+    remaining = token_processes()  # the instant stop() returned
+    survivors = [p for p in remaining if not is_dying(p.pid)]
     ctx.record("stop_ms", elapsed * 1000.0)
     ctx.record("survivors", float(len(survivors)))
+    if len(remaining) > len(survivors):
+        ctx.note("some processes were still dying (SIGKILL pending) as stop() returned")
     if survivors:
         ctx.note(f"SURVIVORS after stop(): {describe(survivors)}")
         time.sleep(0.5)

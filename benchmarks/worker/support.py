@@ -123,6 +123,30 @@ def token_processes() -> list[psutil.Process]:
     return found
 
 
+_SIGKILL_BIT = 1 << (9 - 1)  # SIGKILL in the /proc/<pid>/status signal masks
+_PF_EXITING = 0x4  # task flag in /proc/<pid>/stat: the process is exiting
+
+
+def is_dying(pid: int) -> bool:
+    """Already killed, just not reaped yet: SIGKILL pending, or exiting.
+
+    An implementation that SIGKILLs a tree and returns is correct even though,
+    for a few microseconds, the kernel still lists the victims as sleeping.
+    """
+    proc_dir = Path("/proc") / str(pid)
+    try:
+        status = (proc_dir / "status").read_text()
+        stat = (proc_dir / "stat").read_text()
+    except OSError:
+        return True  # gone
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigPnd", "ShdPnd") and int(value.strip(), 16) & _SIGKILL_BIT:
+            return True
+    flags = int(stat.rpartition(")")[2].split()[6])
+    return bool(flags & _PF_EXITING)
+
+
 def kill_leftovers() -> int:
     """SIGKILL every process this worker run left behind; return how many."""
     killed = 0
