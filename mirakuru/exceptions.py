@@ -14,6 +14,7 @@ __all__ = [
     "ExecutableNotFound",
     "ExecutorError",
     "InvalidCommand",
+    "OutputEnded",
     "ProcessExitedWithError",
     "ProcessFinishedWithError",
     "TimeoutExpired",
