@@ -20,20 +20,20 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import IO, Any, Self
 
-import psutil
-
-from mirakuru.adapter import registry, tree
+from mirakuru.adapter import registry, teardown, tree
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.evaluate import attempt
+from mirakuru.adapter.inotify import DirectoryWatch, watch_directory
 from mirakuru.adapter.notify import NotifySocket
-from mirakuru.adapter.process import ExitWatch, open_pidfd, send_signal, spawn
+from mirakuru.adapter.process import ExitWatch, open_pidfd, spawn
 from mirakuru.adapter.pump import BannerWatch, OutputPump
 from mirakuru.adapter.sources import EventSource
+from mirakuru.adapter.teardown import KillPolicy, StopReport
 from mirakuru.adapter.waiter import wait_until
 from mirakuru.base_env import processes_with_env
 from mirakuru.compat import SIGKILL
@@ -41,7 +41,7 @@ from mirakuru.core.budget import Budget, Timeouts
 from mirakuru.core.command import ENV_MARKER, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
 from mirakuru.core.outcome import TimedOut
-from mirakuru.core.probes import PROBE_TYPES, Banner, Leaf, Probe, SdNotify
+from mirakuru.core.probes import PROBE_TYPES, Banner, Leaf, PidFile, Probe, SdNotify, UnixSocket
 from mirakuru.core.probes import leaves as probe_leaves
 from mirakuru.core.probes import satisfied as probe_satisfied
 from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule
@@ -375,19 +375,29 @@ class SimpleExecutor:
         if self._budget is None:
             self._set_timeout()
         schedule = PollSchedule(cap=self._sleep)
-        while True:
-            budget = self._budget if self._budget is not None else Budget.unbounded()
-            outcome = wait_until(
-                wait_for,
-                budget,
-                schedule,
-                sources=self._wait_sources(),
-                adaptive=self._adaptive,
-            )
-            if not isinstance(outcome, TimedOut):
-                return self
-            # check_timeout may be overridden (or the deadline pushed back): ask it.
-            self.check_timeout()
+        hints = self._wait_hints()
+        try:
+            while True:
+                budget = self._budget if self._budget is not None else Budget.unbounded()
+                outcome = wait_until(
+                    wait_for,
+                    budget,
+                    schedule,
+                    sources=self._wait_sources(),
+                    hints=hints,
+                    adaptive=self._adaptive,
+                )
+                if not isinstance(outcome, TimedOut):
+                    return self
+                # check_timeout may be overridden (or the deadline pushed back): ask it.
+                self.check_timeout()
+        finally:
+            for hint in hints:
+                hint.close()
+
+    def _wait_hints(self) -> list[DirectoryWatch]:
+        """Watches whose events mean "readiness is probably moments away"."""
+        return []
 
     def check_timeout(self) -> bool:
         """True while the start-up deadline has not passed; else kill and raise."""
@@ -403,6 +413,9 @@ class SimpleExecutor:
 
     # -- stopping ---------------------------------------------------------------------------
 
+    #: What the last ``stop()`` or ``kill()`` did (signalled, escalated, how long), or None.
+    last_stop: StopReport | None = None
+
     def stop(
         self,
         stop_signal: int | None = None,
@@ -413,10 +426,13 @@ class SimpleExecutor:
     ) -> Self:
         """Stop the process tree: the stop signal, a grace period, then the kill signal.
 
-        Raises :class:`ProcessFinishedWithError` (after cleaning up) when the process
-        ended with a code other than ``expected_returncode`` (default: ``-stop_signal``,
-        what a process killed by that signal reports). A process that had to be killed
-        after the grace period is not an error.
+        The stop signal goes to the process group, to every descendant and to every
+        process carrying this executor's marker; survivors of the grace period
+        (``stop_timeout``) get the kill signal, and the history says so. Raises
+        :class:`ProcessFinishedWithError` (after cleaning up) when the process ended with
+        a code other than ``expected_returncode`` (default: ``-stop_signal``, what a
+        process killed by that signal reports). A process that had to be killed after
+        the grace period is not an error.
         """
         if sig is not None:
             stop_signal = sig
@@ -434,11 +450,20 @@ class SimpleExecutor:
             if expected_returncode is None:
                 expected_returncode = -chosen
             self._fire(Trigger.STOP, f"stop with {_signal_name(chosen)}")
-            escalated = self._terminate(chosen, self._timeouts.grace)
+            try:
+                report = self._terminate(chosen, self._timeouts.grace)
+            except BaseException as interruption:
+                # Interrupted (Ctrl-C): the tree already got the kill signal; reap it later.
+                teardown.reap_later(process)
+                self._clear_process()
+                self._fire(Trigger.FAIL, f"stop interrupted by {type(interruption).__name__}")
+                raise
             exit_code = process.returncode
             self._clear_process()
-            if escalated is not None:
-                self._fire(Trigger.FINISH, escalated)
+            if report.escalated or report.leftovers:
+                LOG.warning("stopping %s: %s", self, report.note())
+            if report.escalated:
+                self._fire(Trigger.FINISH, report.note())
                 return self
             if exit_code is not None and exit_code not in (0, expected_returncode):
                 self._fire(Trigger.FAIL, f"exit code {exit_code}")
@@ -449,63 +474,57 @@ class SimpleExecutor:
         return self
 
     def kill(self, wait: bool = True, sig: int | None = None) -> Self:
-        """Send the kill signal to the whole tree; with ``wait``, reap it (bounded)."""
-        with self._lock:
+        """Send the kill signal to the whole tree; with ``wait``, reap it (bounded).
+
+        ``wait=False`` never blocks: it signals and leaves the reaping to a background
+        thread, even while another thread holds the executor (say, waiting in ``start()``).
+        """
+        chosen = _check_signal("sig", self._kill_signal if sig is None else sig)
+        if not self._lock.acquire(blocking=wait):
+            self._kill_unlocked(chosen)
+            return self
+        try:
             process = self.process
             if process is None:
                 return self
-            chosen = _check_signal("sig", self._kill_signal if sig is None else sig)
             starting = self.state is State.STARTING
             if not starting:
                 self._fire(Trigger.STOP, f"kill with {_signal_name(chosen)}")
-            family = tree.descendants(process.pid)
-            self._signal_leader(process, chosen)
-            tree.signal_all(family, chosen)
-            self._kill_all_kids(chosen)
-            if wait:
-                tree.wait_gone(family, KILL_WAIT)
-                self._reap(process, KILL_WAIT)
+            leader = teardown.Leader(process, self._pidfd)
+            self.last_stop = teardown.kill_tree(
+                leader, chosen, self._kill_all_kids, self._claim, KILL_WAIT if wait else None
+            )
+            if not wait:
+                teardown.reap_later(process)
             self._clear_process()
             if starting:
                 self._fire(Trigger.FAIL, self._failure or f"killed with {_signal_name(chosen)}")
             else:
                 self._fire(Trigger.FINISH, f"killed with {_signal_name(chosen)}")
+        finally:
+            self._lock.release()
         return self
+
+    def _kill_unlocked(self, sig: int) -> None:
+        """Signal the tree while another thread owns the lifecycle; it will clean up."""
+        process = self.process
+        if process is not None:
+            # No pidfd here (the owner may close it): Popen's own guard against a reaped PID.
+            teardown.Leader(process, None).signal(sig)
+        self._kill_all_kids(sig)
 
     def _signal_leader(self, process: subprocess.Popen[str], sig: int) -> None:
         """Signal the child and, while it is unreaped (its group ID cannot be reused), its group."""
-        if process.returncode is not None:
-            return
-        send_signal(self._pidfd, process.pid, sig)
-        if process.returncode is None:
-            tree.signal_group(process.pid, sig)
+        teardown.Leader(process, self._pidfd).signal(sig)
 
-    def _terminate(self, sig: int, grace: float | None) -> str | None:
-        """Stop signal, wait, escalate; returns a note if the kill signal was needed."""
+    def _terminate(self, sig: int, grace: float | None) -> StopReport:
+        """Stop signal, wait, escalate, reap: what happened, also kept as ``last_stop``."""
         process = self.process
         assert process is not None
-        family = tree.descendants(process.pid) if process.returncode is None else []
-        self._signal_leader(process, sig)
-        tree.signal_all(family, sig)
-        known = {p.pid for p in family}
-        escapees = tree.as_processes(self._kill_all_kids(sig) - known - {process.pid})
-        everyone = [*family, *escapees]
-        leader = tree.as_processes([process.pid]) if process.returncode is None else []
-        grace_seconds = KILL_WAIT * 360 if grace is None else grace
-        report = tree.wait_gone([*leader, *everyone], grace_seconds)
-        if not report.survivors:
-            self._reap(process, KILL_WAIT)
-            return None
-        kill_name = _signal_name(self._kill_signal)
-        self._signal_leader(process, self._kill_signal)
-        tree.signal_all(everyone, self._kill_signal)
-        self._kill_all_kids(self._kill_signal)
-        tree.wait_gone([*leader, *everyone], KILL_WAIT)
-        self._reap(process, KILL_WAIT)
-        count = len(report.survivors)
-        return (
-            f"escalated to {kill_name} after {grace} s: {count} process(es) ignored the stop signal"
-        )
+        policy = KillPolicy(sig, self._kill_signal, grace, KILL_WAIT)
+        leader = teardown.Leader(process, self._pidfd)
+        self.last_stop = teardown.terminate(leader, policy, self._kill_all_kids, self._claim)
+        return self.last_stop
 
     @staticmethod
     def _reap(process: subprocess.Popen[str], timeout: float) -> None:
@@ -517,10 +536,19 @@ class SimpleExecutor:
             )
 
     def _kill_all_kids(self, sig: int) -> set[int]:
-        """Signal every process carrying this executor's marker; the PIDs signalled."""
+        """Signal every process carrying exactly this executor's marker; the PIDs signalled."""
         # A module global, so it is looked up at call time: tests patch it on this module.
         pids = processes_with_env(ENV_UUID, self._uuid)
-        return tree.signal_all(tree.as_processes(pids), sig)
+        members = self._claim(pids)
+        try:
+            return tree.signal_all(members, sig)
+        finally:
+            for member in members:
+                member.close()
+
+    def _claim(self, pids: Iterable[int]) -> list[tree.Member]:
+        """Pin the PIDs that really carry our marker (a recycled PID never does)."""
+        return tree.claim_marked(pids, ENV_UUID, self._uuid)
 
     def _clear_process(self) -> None:
         """Forget the process: stop draining, close descriptors, disarm the deadline."""
@@ -577,10 +605,12 @@ class SimpleExecutor:
     # -- garbage collection and text ----------------------------------------------------
 
     def __del__(self) -> None:
+        # A running executor that is collected kills its tree without waiting. During
+        # interpreter shutdown modules may be half torn down: stay silent whatever fails.
         try:
-            if getattr(self, "process", None) is not None:
+            if self.__dict__.get("process") is not None:
                 self.kill(wait=False)
-        except Exception:  # noqa: S110 - nothing can be reported from a finalizer at exit
+        except Exception:  # noqa: S110 - nothing can be reported from a finalizer
             pass
 
     def __str__(self) -> str:
@@ -805,6 +835,18 @@ class Executor(SimpleExecutor):
             sources.append(self._notify)
         return sources
 
+    def _wait_hints(self) -> list[DirectoryWatch]:
+        # Pid files and unix sockets appear in a directory: watch it rather than poll fast.
+        if self._ready is None:
+            return []
+        by_directory = {
+            os.path.dirname(os.path.abspath(leaf.path)): leaf.path
+            for leaf in probe_leaves(self._ready)
+            if isinstance(leaf, PidFile | UnixSocket)
+        }
+        watches = [watch_directory(path) for path in by_directory.values()]
+        return [watch for watch in watches if watch is not None]
+
     def _became_ready(self) -> None:
         # Like the published OutputExecutor, output() continues after the banner line.
         for stream, _, watch in self._watches:
@@ -882,14 +924,17 @@ class Executor(SimpleExecutor):
 
 
 def cleanup_subprocesses() -> None:
-    """Kill every process tree started by an executor of this Python process."""
+    """Kill every process tree started by an executor of this Python process.
+
+    Runs at interpreter exit: each running executor is killed, then every process still
+    carrying one of this process's tokens (exactly: another session's never matches).
+    """
     registry.kill_all()
-    for token in registry.tokens():
-        for process in tree.as_processes(processes_with_env(ENV_UUID, token)):
-            try:
-                process.kill()
-            except psutil.Error:
-                continue
+    for pid, token in tree.processes_with_any(ENV_UUID, registry.tokens()).items():
+        member = tree.Member.claim(pid, ENV_UUID, token)
+        if member is not None:
+            member.signal(SIGKILL)
+            member.close()
 
 
 registry.install(cleanup_subprocesses)

@@ -7,12 +7,14 @@ output pump and the notify socket, and :func:`attempt` reads it through ``events
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import os
 import socket
 import ssl
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 from mirakuru.core.probes import (
     AllOf,
@@ -37,10 +39,17 @@ def _never(_: Banner | SdNotify) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=256)
+def _resolve(host: str, port: int) -> tuple[tuple[Any, ...], ...]:
+    # Polling resolves the same name hundreds of times a second: once is enough (a failure
+    # raises, so it is not cached and is tried again).
+    return tuple(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
+
 def tcp_ready(probe: Tcp, timeout: float) -> bool:
     """Whether a TCP connection to the probe's host and port is accepted now."""
     try:
-        addresses = socket.getaddrinfo(probe.host, probe.port, type=socket.SOCK_STREAM)
+        addresses = _resolve(probe.host, probe.port)
     except OSError:
         return False
     for family, kind, proto, _, address in addresses:

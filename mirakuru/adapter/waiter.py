@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import select
+import time
 from collections.abc import Callable, Iterable
 
 from mirakuru.adapter.clock import monotonic
@@ -21,41 +22,58 @@ def wait_until(
     schedule: PollSchedule,
     *,
     sources: Iterable[EventSource] = (),
+    hints: Iterable[EventSource] = (),
     adaptive: bool = True,
     clock: Callable[[], float] = monotonic,
+    cost_clock: Callable[[], float] = time.thread_time,
 ) -> Ready | TimedOut:
     """Call ``check`` until it returns True or ``budget`` runs out.
 
-    ``check`` runs at once, then again whenever one of ``sources`` becomes readable (after
-    the source has consumed what it had) or the schedule's next delay passes, whichever is
-    first. With ``adaptive``, the schedule's cap follows the measured cost of ``check`` so
-    an expensive check never eats the CPU. The check always runs at least once, even with
-    an already expired budget.
+    ``check`` runs at once, then again whenever one of ``sources`` or ``hints`` becomes
+    readable (after the source has consumed what it had) or the schedule's next delay
+    passes, whichever is first. An event from a hint (say, a file appearing in a watched
+    directory) also restarts the schedule at its first, shortest delay, since readiness
+    is probably moments away. With ``adaptive``, the schedule's cap follows what one
+    wake-up (the check plus the poll) costs this thread in CPU time, so polling stays
+    near 1% of a core whatever the check costs. The check always runs at least once,
+    even with an already expired budget.
     """
     poller = select.poll()
     by_fd: dict[int, EventSource] = {}
-    for source in sources:
-        fd = source.fileno()
-        by_fd[fd] = source
-        poller.register(fd, select.POLLIN)
+    hint_fds: set[int] = set()
+    for source in (*sources, *hints):
+        by_fd[source.fileno()] = source
+        poller.register(source.fileno(), select.POLLIN)
+    hint_fds.update(hint.fileno() for hint in hints)
     attempt = 0
+    wake_cost = math.nan  # smoothed CPU seconds of one wake-up
+    cycle_began = cost_clock()
     while True:
-        began = clock()
         if check():
             return Ready(attempt + 1)
-        now = clock()
         if adaptive:
-            schedule = schedule.with_cap(adaptive_cap(now - began))
+            spent = cost_clock() - cycle_began
+            wake_cost = spent if math.isnan(wake_cost) else wake_cost + (spent - wake_cost) / 4
+            cap = adaptive_cap(wake_cost)
+            if cap != schedule.cap:
+                schedule = schedule.with_cap(cap)
+        now = clock()
         if budget.expired(now):
             return TimedOut(attempt + 1)
         delay = schedule.wait(attempt, budget.remaining(now))
         attempt += 1
+        cycle_began = cost_clock()
         events = poller.poll(_milliseconds(delay))
+        # Draining output is the child's cost, not polling's: keep it out of wake_cost.
+        drain_began = cost_clock()
         for fd, _ in events:
             found = by_fd.get(fd)
+            if fd in hint_fds:
+                attempt = 0
             if found is not None and not found.on_readable():
                 poller.unregister(fd)
                 del by_fd[fd]
+        cycle_began += cost_clock() - drain_began
 
 
 def _milliseconds(seconds: float) -> int:

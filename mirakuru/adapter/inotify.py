@@ -1,0 +1,72 @@
+"""Directory watches through Linux inotify, so a file or socket appearing wakes a waiter.
+
+A pid file or a unix socket is created by ``open``/``rename``/``bind`` in some directory;
+an inotify watch on that directory turns its appearance into a wake-up about a
+millisecond later instead of one poll interval later. Where inotify is unavailable the
+waiter simply keeps polling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+
+__all__ = ["DirectoryWatch", "watch_directory"]
+
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = os.O_CLOEXEC
+_IN_ATTRIB = 0x00000004
+_IN_CLOSE_WRITE = 0x00000008
+_IN_MOVED_TO = 0x00000080
+_IN_CREATE = 0x00000100
+_MASK = _IN_CREATE | _IN_MOVED_TO | _IN_CLOSE_WRITE | _IN_ATTRIB
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "inotify_init1") else None
+
+
+_libc = _load_libc()
+
+
+class DirectoryWatch:
+    """An inotify descriptor watching one directory for entries being created or renamed in."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def on_readable(self) -> bool:
+        """Discard the queued events: the waiter only needs to know something changed."""
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while os.read(self._fd, 4096):
+                pass
+        return True
+
+    def close(self) -> None:
+        """Remove the watch."""
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def watch_directory(path: str) -> DirectoryWatch | None:
+    """A watch on the directory that will hold ``path``, or None if it cannot be had."""
+    if _libc is None:
+        return None
+    directory = os.path.dirname(os.path.abspath(path))
+    fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+    if fd < 0:
+        return None
+    if _libc.inotify_add_watch(fd, os.fsencode(directory), _MASK) < 0:
+        os.close(fd)
+        return None
+    return DirectoryWatch(fd)
