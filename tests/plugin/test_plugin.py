@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import textwrap
 
 import pytest
@@ -52,9 +53,13 @@ def _records(pytester: pytest.Pytester) -> list[tuple[str, int, str]]:
 
 def _assert_all_gone(pytester: pytest.Pytester) -> None:
     for _, _, token in _records(pytester):
-        assert wait_until(lambda token=token: not processes_with_token_prefix(token), 5.0), (
+        assert wait_until(functools.partial(_gone, token), 5.0), (
             f"a service with token {token} outlived the pytest run"
         )
+
+
+def _gone(token: str) -> bool:
+    return not processes_with_token_prefix(token)
 
 
 @pytest.fixture
