@@ -29,6 +29,7 @@ extensions = [
     "api_coverage",
     "lifecycle_diagram",
     "optional_include",
+    "command_output",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -71,6 +72,7 @@ api_coverage_modules = [
     "mirakuru.core.budget",
     "mirakuru.core.schedule",
     "mirakuru.core.probes",
+    "mirakuru.pytest_plugin",
 ]
 
 # Every example runs real processes. The setup gives examples a scratch directory and a
@@ -85,7 +87,9 @@ from docs_support import (
     free_port,
     leaked_processes,
     postgres_bin_dir,
+    run_pytest,
     scratch_dir,
+    shell,
     skip_unless_installed,
     wait_until_gone,
 )

@@ -11,8 +11,11 @@ import glob
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
+from importlib.metadata import entry_points
 
 import psutil
 
@@ -23,7 +26,9 @@ __all__ = [
     "free_port",
     "leaked_processes",
     "postgres_bin_dir",
+    "run_pytest",
     "scratch_dir",
+    "shell",
     "skip_unless_installed",
     "wait_until_gone",
 ]
@@ -96,3 +101,41 @@ def _alive(process: psutil.Process) -> bool:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def run_pytest(project: str) -> subprocess.CompletedProcess[str]:
+    """Run pytest on a copy of an example project, with this checkout's mirakuru plugin."""
+    copy = shutil.copytree(project, os.path.join(scratch_dir("pytest-"), "project"))
+    plugin = [] if _plugin_installed() else ["-p", "mirakuru.pytest_plugin"]
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, copy],
+        capture_output=True,
+        text=True,
+        cwd=copy,
+        env={**os.environ, "PYTHONPATH": REPO},
+        timeout=120,
+        check=False,
+    )
+
+
+def _plugin_installed() -> bool:
+    """Whether an installed mirakuru registers the plugin (then pytest loads it by itself)."""
+    return any(ep.value == "mirakuru.pytest_plugin" for ep in entry_points(group="pytest11"))
+
+
+def shell(command_line: str, timeout: float = 120) -> None:
+    """Run a shell command line in which ``mirakuru`` is this checkout's command.
+
+    Prints the command's standard output and its exit status, as a terminal would show.
+    """
+    mirakuru = f'mirakuru() {{ "{sys.executable}" -m mirakuru "$@"; }}\n'
+    result = subprocess.run(
+        ["bash", "-c", mirakuru + command_line],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": REPO},
+        timeout=timeout,
+        check=False,
+    )
+    print(result.stdout, end="")
+    print(f"exit status: {result.returncode}")
