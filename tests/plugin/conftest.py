@@ -1,3 +1,0 @@
-"""pytester runs whole pytest sessions in a subprocess, the plugin loaded by its entry point."""
-
-pytest_plugins = ["pytester"]
