@@ -30,7 +30,12 @@ from mirakuru.core.budget import Budget
 from mirakuru.core.outcome import Ready
 from mirakuru.core.probes import Probe
 from mirakuru.core.schedule import PollSchedule
-from mirakuru.exceptions import ExecutorError, ProcessFinishedWithError, TimeoutExpired
+from mirakuru.exceptions import (
+    ExecutorError,
+    OutputEnded,
+    ProcessFinishedWithError,
+    TimeoutExpired,
+)
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -530,6 +535,12 @@ class _Run:
         try:
             with _ticker(console, self._render):
                 executor.start()
+        except OutputEnded as error:
+            console.error(
+                f"the output ended (exit code {error.exit_code}) without matching {self.probe!r}",
+                error.output_tail,
+            )
+            return self._finish(START_FAILED, "exited")
         except TimeoutExpired as error:
             console.error(
                 f"not ready after {self.args.timeout} s: {self.probe!r}", error.output_tail

@@ -95,7 +95,8 @@ class TestStartFailures:
     def test_banner_never_printed(self) -> None:
         """Output that ends without the --output pattern fails at once, with status 4."""
         finished = run_cli("run", "--output", "^ready$", "--", PYTHON, "-c", "print('nope')")
-        assert finished.returncode in (3, 4)
+        assert finished.returncode == 4
+        assert "the output ended (exit code 0)" in finished.stderr
         assert "nope" in finished.stderr
 
 
@@ -210,3 +211,62 @@ def test_console_script_is_installed() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("mirakuru ")
+
+
+def _python(source: str) -> list[str]:
+    return [PYTHON, "-c", source]
+
+
+_NOTIFIER = (
+    "import os, socket, time\n"
+    "address = os.environ['NOTIFY_SOCKET']\n"
+    "address = '\\0' + address[1:] if address.startswith('@') else address\n"
+    "socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', address)\n"
+    "time.sleep(60)\n"
+)
+_UNIX_SERVER = (
+    "import socket, sys, time\n"
+    "server = socket.socket(socket.AF_UNIX)\n"
+    "server.bind(sys.argv[1])\n"
+    "server.listen()\n"
+    "time.sleep(60)\n"
+)
+_PID_WRITER = (
+    "import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+)
+
+
+class TestReadinessOptions:
+    """Each readiness option, and a combination, brings a real service to ready."""
+
+    @pytest.mark.parametrize(
+        ("options", "service"),
+        [
+            (["--tcp", "127.0.0.1:{port}"], tcp_server()),
+            (["--output", "^listening$"], tcp_server()),
+            (["--tcp", "localhost:{port}", "--output", "listen"], tcp_server()),
+            (["--pid-file", "{dir}/service.pid"], [*_python(_PID_WRITER), "{dir}/service.pid"]),
+            (["--unix-socket", "{dir}/sock"], [*_python(_UNIX_SERVER), "{dir}/sock"]),
+            (["--notify"], _python(_NOTIFIER)),
+        ],
+        ids=["tcp", "output", "tcp+output", "pid-file", "unix-socket", "notify"],
+    )
+    def test_ready_then_stopped(
+        self, options: list[str], service: list[str], tmp_path: Path
+    ) -> None:
+        """The service becomes ready, --then runs, and the run reports success."""
+
+        def place(text: str) -> str:
+            return text.replace("{dir}", str(tmp_path))
+
+        finished = run_cli(
+            "run",
+            "--json",
+            *map(place, options),
+            "--then",
+            "true",
+            "--",
+            *map(place, service),
+        )
+        assert finished.returncode == 0, finished.stderr
+        assert json.loads(finished.stdout)["result"] == "then"
