@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, NoReturn, Self
 
 from mirakuru.adapter import registry, teardown, tree
 from mirakuru.adapter.clock import monotonic
@@ -376,9 +376,10 @@ class SimpleExecutor:
             self._set_timeout()
         schedule = PollSchedule(cap=self._sleep)
         hints = self._wait_hints()
+        overtime: Budget | None = None
         try:
             while True:
-                budget = self._budget if self._budget is not None else Budget.unbounded()
+                budget = overtime or self._budget or Budget.unbounded()
                 outcome = wait_until(
                     wait_for,
                     budget,
@@ -389,8 +390,13 @@ class SimpleExecutor:
                 )
                 if not isinstance(outcome, TimedOut):
                     return self
-                # check_timeout may be overridden (or the deadline pushed back): ask it.
-                self.check_timeout()
+                # check_timeout may be overridden: 1.x style raises, 3.x style returns False.
+                if not self.check_timeout():
+                    self._time_out()
+                # Told to go on past our deadline: one poll interval per turn, never a spin.
+                now = monotonic()
+                expired = self._budget is not None and self._budget.expired(now)
+                overtime = Budget.starting_at(now, self._sleep) if expired else None
         finally:
             for hint in hints:
                 hint.close()
@@ -404,6 +410,10 @@ class SimpleExecutor:
         budget = self._budget
         if budget is None or not budget.expired(monotonic()):
             return True
+        self._time_out()
+
+    def _time_out(self) -> NoReturn:
+        """Kill the process tree and raise :class:`TimeoutExpired`."""
         self._failure = f"timed out after {self._timeout} s"
         tail = self.output_tail()
         self.kill()
