@@ -156,8 +156,8 @@ class TestKillAllKids:
         process = executor.process
         assert process is not None
         try:
+            assert wait_until(lambda: len(marked_processes(executor)) == 2)
             marked = {p.pid for p in marked_processes(executor)}
-            assert len(marked) == 2
             assert executor._kill_all_kids(executor._stop_signal) >= marked - {process.pid}
         finally:
             executor.stop()
