@@ -191,9 +191,9 @@ class TestContextManagers:
         calls: list[tuple[object, ...]] = []
 
         class Recording(SimpleExecutor):
-            def stop(self, *args: object, **kwargs: object) -> Recording:  # type: ignore[override]
+            def stop(self, *args: object, **kwargs: object) -> Recording:
                 calls.append(args + tuple(kwargs.items()))
-                return super().stop()  # type: ignore[return-value]
+                return super().stop()
 
         with Recording(sleeper()):
             pass
