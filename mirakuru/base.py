@@ -100,6 +100,10 @@ def _check_signal(name: str, value: object) -> int:
         raise ValueError(f"{name} must be a valid signal number, got {value!r}") from None
 
 
+def _nobody(pid: int) -> bool:
+    return False
+
+
 def _signal_name(sig: int) -> str:
     try:
         return signal.Signals(sig).name
@@ -447,7 +451,9 @@ class SimpleExecutor:
         if sig is not None:
             stop_signal = sig
         if exp_sig is not None:
-            expected_returncode = -_check_signal("exp_sig", exp_sig)
+            if isinstance(exp_sig, bool) or not isinstance(exp_sig, int):
+                raise TypeError(f"exp_sig must be an int, got {exp_sig!r}")
+            expected_returncode = -exp_sig
         with self._lock:
             process = self.process
             if process is None:
@@ -502,7 +508,7 @@ class SimpleExecutor:
                 self._fire(Trigger.STOP, f"kill with {_signal_name(chosen)}")
             leader = teardown.Leader(process, self._pidfd)
             self.last_stop = teardown.kill_tree(
-                leader, chosen, self._kill_all_kids, self._claim, KILL_WAIT if wait else None
+                leader, chosen, self._signal_marked, self._claim, KILL_WAIT if wait else None
             )
             if not wait:
                 teardown.reap_later(process)
@@ -533,7 +539,7 @@ class SimpleExecutor:
         assert process is not None
         policy = KillPolicy(sig, self._kill_signal, grace, KILL_WAIT)
         leader = teardown.Leader(process, self._pidfd)
-        self.last_stop = teardown.terminate(leader, policy, self._kill_all_kids, self._claim)
+        self.last_stop = teardown.terminate(leader, policy, self._signal_marked, self._claim)
         return self.last_stop
 
     @staticmethod
@@ -547,14 +553,26 @@ class SimpleExecutor:
 
     def _kill_all_kids(self, sig: int) -> set[int]:
         """Signal every process carrying exactly this executor's marker; the PIDs signalled."""
+        return self._signal_marked_except(sig, _nobody)
+
+    def _signal_marked(self, sig: int, already: Callable[[int], bool]) -> set[int]:
+        """Signal the marked processes not ``already`` signalled; every marked PID found."""
+        if type(self)._kill_all_kids is not SimpleExecutor._kill_all_kids:
+            return self._kill_all_kids(sig)  # a subclass took over the published hook
+        return self._signal_marked_except(sig, already, found=True)
+
+    def _signal_marked_except(
+        self, sig: int, already: Callable[[int], bool], *, found: bool = False
+    ) -> set[int]:
         # A module global, so it is looked up at call time: tests patch it on this module.
         pids = processes_with_env(ENV_UUID, self._uuid)
-        members = self._claim(pids)
+        members = self._claim(pid for pid in pids if not already(pid))
         try:
-            return tree.signal_all(members, sig)
+            signalled = tree.signal_all(members, sig)
         finally:
             for member in members:
                 member.close()
+        return pids if found else signalled
 
     def _claim(self, pids: Iterable[int]) -> list[tree.Member]:
         """Pin the PIDs that really carry our marker (a recycled PID never does)."""

@@ -1,0 +1,337 @@
+"""Tearing down an executor's process tree: stop signal, bounded grace, escalation, reaping.
+
+The algorithm, for :func:`terminate`: pin a snapshot of the leader's descendants, send the
+stop signal to the leader, its group (only while the leader is unreaped, so the group ID
+cannot have been recycled), the snapshot, and every process carrying our exact marker
+(daemons that left the group); wait for all of them on their pidfds; when the grace period
+ends, send the kill signal to every survivor and to the marked processes again, wait
+(bounded) and reap. :func:`kill_tree` is the same without the grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from mirakuru.adapter import tree
+from mirakuru.adapter.clock import monotonic
+from mirakuru.adapter.process import send_signal
+from mirakuru.adapter.tree import Member
+
+__all__ = [
+    "KILL_WAIT",
+    "MAX_GRACE",
+    "KillPolicy",
+    "Leader",
+    "StopReport",
+    "kill_tree",
+    "reap_later",
+    "terminate",
+]
+
+#: How long processes sent the kill signal may take to vanish before we stop waiting.
+KILL_WAIT = 10.0
+#: The grace period used when none is set (``timeout=None``): long, but never unbounded.
+MAX_GRACE = 3600.0
+
+#: ``signal_marked(sig, already)``: send ``sig`` to every process carrying our marker except
+#: those for which ``already(pid)`` holds, and return the PIDs of all marked processes found.
+SignalMarked = Callable[[int, Callable[[int], bool]], set[int]]
+
+
+def signal_name(sig: int) -> str:
+    """``SIGTERM`` for 15; the bare number for anything that is not a known signal."""
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
+
+
+@attrs.frozen(slots=True)
+class KillPolicy:
+    """How a tree is stopped: the polite signal, the grace period, the forceful signal."""
+
+    stop_signal: int = signal.SIGTERM
+    kill_signal: int = signal.SIGKILL
+    grace: float | None = None
+    kill_wait: float = KILL_WAIT
+
+    @property
+    def grace_seconds(self) -> float:
+        """The grace period actually waited: ``grace``, or :data:`MAX_GRACE` for None."""
+        return MAX_GRACE if self.grace is None else self.grace
+
+
+@attrs.frozen(slots=True)
+class StopReport:
+    """What one ``stop()`` or ``kill()`` did: who was signalled, who resisted, how long."""
+
+    signal: int
+    signalled: int
+    escalated: bool = False
+    ignored: tuple[int, ...] = ()
+    leftovers: tuple[int, ...] = ()
+    exit_code: int | None = None
+    duration: float = 0.0
+    grace: float | None = None
+    kill_signal: int | None = None
+
+    def note(self) -> str:
+        """One line for the state history."""
+        sent = signal_name(self.signal)
+        if self.escalated:
+            line = (
+                f"escalated to {signal_name(self.kill_signal or signal.SIGKILL)}"
+                f" after {self.grace} s: {len(self.ignored)} process(es) ignored {sent}"
+            )
+        else:
+            line = f"{sent} sent to {self.signalled} process(es), exit code {self.exit_code}"
+        if self.leftovers:
+            line += f"; {len(self.leftovers)} still alive: {sorted(self.leftovers)}"
+        return line
+
+
+class Leader:
+    """Our direct child: signalled through its pidfd, its group only while it is unreaped."""
+
+    def __init__(self, process: subprocess.Popen[Any], pidfd: int | None) -> None:
+        self.process = process
+        self.pidfd = pidfd
+
+    @property
+    def pid(self) -> int:
+        """The child's PID (also its process group ID when it leads a new session)."""
+        return self.process.pid
+
+    def running(self) -> bool:
+        """Whether the child has not been reaped (it may be a zombie)."""
+        return self.process.returncode is None
+
+    def waitable(self) -> list[Member]:
+        """The child as a :class:`Member` to wait on, or nothing once it is reaped."""
+        if not self.running():
+            return []
+        return [Member.of_child(self.pid, self.pidfd)]
+
+    def signal(self, sig: int) -> bool:
+        """Signal the child's group (or, failing that, the child); True if the group got it.
+
+        Each process must get the stop signal once: many programs treat a second SIGTERM
+        or SIGINT as "exit now, skip the clean shutdown".
+        """
+        if not self.running():
+            return False
+        grouped = self._signal_group(sig)
+        if not grouped or _pgid(self.pid) != self.pid:
+            send_signal(self.pidfd, self.pid, sig)
+        return grouped
+
+    def reached(self, grouped: bool) -> Callable[[int], bool]:
+        """Whether a PID already got the signal that reached our group (if it did)."""
+        if not grouped:
+            return _nobody
+        return lambda pid: _pgid(pid) == self.pid
+
+    def _signal_group(self, sig: int) -> bool:
+        # A group ID is the PID of the process that created it; while that PID is ours and
+        # unreaped, no stranger can own a group with that ID. Popen's own lock keeps a
+        # concurrent poll() from reaping the child between our check and the signal.
+        lock = getattr(self.process, "_waitpid_lock", None)
+        if lock is None or not lock.acquire(timeout=0.1):
+            return False
+        try:
+            if not self.running() or _reaped_behind_our_back(self.pidfd):
+                return False
+            return tree.signal_group(self.pid, sig)
+        finally:
+            lock.release()
+
+    def reap(self, timeout: float) -> int | None:
+        """Collect the child's exit status, waiting at most ``timeout``; None if it lives."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def _nobody(pid: int) -> bool:
+    return False
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _deliver(
+    leader: Leader,
+    family: list[Member],
+    sig: int,
+    signal_marked: SignalMarked,
+    claim: Callable[[Iterable[int]], list[Member]],
+) -> tuple[int, list[Member]]:
+    """Send ``sig`` once to each process of the tree; how many, and the marked escapees."""
+    alive = leader.running()
+    reached = leader.reached(leader.signal(sig))
+    loners = [member for member in family if not reached(member.pid)]
+    count = int(alive) + len(family) - len(loners) + len(tree.signal_all(loners, sig))
+    known = {leader.pid, *(member.pid for member in family)}
+    marked = signal_marked(sig, lambda pid: pid in known or reached(pid))
+    escapees = claim(marked - known)
+    return count + len(escapees), escapees
+
+
+def _reaped_behind_our_back(pidfd: int | None) -> bool:
+    """Whether someone else already reaped the child (then its PID may be recycled)."""
+    waitid = getattr(os, "waitid", None)
+    which = getattr(os, "P_PIDFD", None)
+    if pidfd is None or waitid is None or which is None:
+        return False
+    try:
+        waitid(which, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def terminate(
+    leader: Leader,
+    policy: KillPolicy,
+    signal_marked: SignalMarked,
+    claim: Callable[[Iterable[int]], list[Member]],
+    clock: Callable[[], float] = monotonic,
+) -> StopReport:
+    """Stop the tree politely, escalate after the grace period, reap; never unbounded.
+
+    ``signal_marked`` signals the processes carrying our marker and returns their PIDs;
+    ``claim`` pins PIDs that carry the marker. If anything interrupts the wait (Ctrl-C),
+    the whole tree gets the kill signal before the interruption propagates.
+    """
+    began = clock()
+    sig = policy.stop_signal
+    family = tree.snapshot(leader.pid) if leader.running() else []
+    members = list(family)
+    try:
+        count, escapees = _deliver(leader, family, sig, signal_marked, claim)
+        members.extend(escapees)
+        survivors = tree.wait_gone([*leader.waitable(), *members], policy.grace_seconds, clock)
+        leftovers: list[Member] = []
+        if survivors:
+            leftovers = _escalate(leader, survivors, policy, signal_marked, claim, clock)
+        exit_code = leader.reap(policy.kill_wait)
+    except BaseException:
+        _kill_now(leader, members, policy.kill_signal, signal_marked)
+        raise
+    finally:
+        for member in members:
+            member.close()
+    return StopReport(
+        signal=sig,
+        signalled=count,
+        escalated=bool(survivors),
+        ignored=tuple(sorted(member.pid for member in survivors)),
+        leftovers=tuple(sorted(member.pid for member in leftovers)),
+        exit_code=exit_code,
+        duration=clock() - began,
+        grace=policy.grace,
+        kill_signal=policy.kill_signal,
+    )
+
+
+def _escalate(
+    leader: Leader,
+    survivors: list[Member],
+    policy: KillPolicy,
+    signal_marked: SignalMarked,
+    claim: Callable[[Iterable[int]], list[Member]],
+    clock: Callable[[], float],
+) -> list[Member]:
+    """The kill signal for every survivor and every marked process; who still lives."""
+    sig = policy.kill_signal
+    leader.signal(sig)
+    tree.signal_all(survivors, sig)
+    # Processes forked during the grace period are found by the marker scan again.
+    pinned = {leader.pid, *(member.pid for member in survivors)}
+    late = claim(signal_marked(sig, pinned.__contains__) - pinned)
+    try:
+        return tree.wait_gone([*leader.waitable(), *survivors, *late], policy.kill_wait, clock)
+    finally:
+        for member in late:
+            member.close()
+
+
+def _kill_now(leader: Leader, members: list[Member], sig: int, signal_marked: SignalMarked) -> None:
+    """Last resort when a teardown is interrupted: everyone we know of gets ``sig``."""
+    with contextlib.suppress(Exception):
+        leader.signal(sig)
+    with contextlib.suppress(Exception):
+        tree.signal_all(members, sig)
+    with contextlib.suppress(Exception):
+        signal_marked(sig, _nobody)
+
+
+def kill_tree(
+    leader: Leader,
+    sig: int,
+    signal_marked: SignalMarked,
+    claim: Callable[[Iterable[int]], list[Member]],
+    wait: float | None,
+    clock: Callable[[], float] = monotonic,
+) -> StopReport:
+    """Send ``sig`` to the whole tree; with ``wait`` seconds, wait for it and reap.
+
+    With ``wait=None`` nothing waits: the caller hands the child to :func:`reap_later`.
+    """
+    began = clock()
+    family = tree.snapshot(leader.pid) if leader.running() else []
+    members = list(family)
+    leftovers: list[Member] = []
+    exit_code = None
+    try:
+        count, escapees = _deliver(leader, family, sig, signal_marked, claim)
+        members.extend(escapees)
+        if wait is not None:
+            leftovers = tree.wait_gone([*leader.waitable(), *members], wait, clock)
+            exit_code = leader.reap(wait)
+    finally:
+        for member in members:
+            member.close()
+    return StopReport(
+        signal=sig,
+        signalled=count,
+        leftovers=tuple(sorted(member.pid for member in leftovers)),
+        exit_code=exit_code,
+        duration=clock() - began,
+    )
+
+
+def reap_later(process: subprocess.Popen[Any], timeout: float = KILL_WAIT) -> None:
+    """Reap a killed child in the background so it does not linger as a zombie.
+
+    Best effort: at interpreter shutdown no thread can be started, and the child is left
+    to :mod:`subprocess`'s own deferred reaping.
+    """
+    if process.returncode is not None:
+        return
+    try:
+        threading.Thread(
+            target=_reap_quietly, args=(process, timeout), name="mirakuru-reaper", daemon=True
+        ).start()
+    except RuntimeError:
+        return
+
+
+def _reap_quietly(process: subprocess.Popen[Any], timeout: float) -> None:
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+        process.wait(timeout)
