@@ -35,17 +35,18 @@ def render(rows: Sequence[Row], path: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(drawn) + 1.6), dpi=110)
     ys = list(range(len(drawn)))[::-1]
     ax.barh(ys, ratios, color=[COLOURS[r.met] for r in drawn], height=0.6)
-    for y, row in zip(ys, drawn, strict=True):
+    marks = []
+    for y, row, ratio in zip(ys, drawn, ratios, strict=True):
+        ax.text(ratio * 1.08, y, f"{ratio:.3g}", va="center", fontsize=7)
         target = row.metric.target
-        if target and target.kind in (
-            TargetKind.RATIO_AT_MOST,
-            TargetKind.RATIO_AT_LEAST,
-        ):
+        if target and target.kind in (TargetKind.RATIO_AT_MOST, TargetKind.RATIO_AT_LEAST):
             ax.plot([target.value] * 2, [y - 0.4, y + 0.4], color="black", lw=2)
+            marks.append(target.value)
     ax.axvline(1.0, color="#444444", lw=1, ls="--")
     ax.set_xscale("log")
-    low = min([*ratios, 0.01])
-    high = max([*ratios, 10.0])
+    # Whole decades with room for the value labels and every target tick.
+    low = min([*ratios, *marks, 0.1]) / 2
+    high = max([*ratios, *marks, 1.0]) * 3
     ax.set_xlim(10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high)))
     ax.set_yticks(ys)
     ax.set_yticklabels(labels, fontsize=8)

@@ -208,7 +208,11 @@ def show(
 
 
 def describe_run(
-    args: argparse.Namespace, argv: Sequence[str], envs: dict[str, venvs.Venv], rounds: int
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    envs: dict[str, venvs.Venv],
+    rounds: int,
+    load_at_start: str,
 ) -> report.Meta:
     ours = envs[OURS].description
     if args.ours_spec is None:
@@ -221,6 +225,7 @@ def describe_run(
         published=envs[PUBLISHED].description,
         rounds=rounds,
         quick=args.quick,
+        load=(load_at_start, machine.load()),
     )
 
 
@@ -248,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"benchmark setup failed: {exc}")
         return 2
     say(f"ours: {envs[OURS].description}; published: {envs[PUBLISHED].description}")
+    load_at_start = machine.load()
     try:
         collected = measure(args, scenarios, envs, rounds)
     except KeyboardInterrupt:
@@ -259,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures = results.failures(collected)
     show(rows, collected, alerts, failures)
     if out_dir is not None:
-        meta = describe_run(args, argv, envs, rounds)
+        meta = describe_run(args, argv, envs, rounds, load_at_start)
         write(out_dir, meta, rows, collected, alerts, failures)
     if args.strict and (failures or alerts):
         return 1

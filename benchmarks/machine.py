@@ -35,6 +35,14 @@ def describe() -> str:
     )
 
 
+def load() -> str:
+    """1-minute load average: the machine may be shared, which skews timings."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
+
+
 def checkout(root: Path) -> str:
     """Commit of the checkout, marked dirty if the package sources differ."""
 

@@ -20,6 +20,8 @@ class Meta:
     published: str
     rounds: int
     quick: bool
+    #: 1-minute load average when the run started and ended.
+    load: tuple[str, str] = ("?", "?")
 
 
 def _ratio_text(ratio: float | None) -> str:
@@ -97,6 +99,7 @@ def markdown(
         f"- **Published**: {meta.published}",
         f"- **Date**: {meta.date}",
         f"- **Machine**: {meta.machine}",
+        f"- **Load average** (1 min) at start / end: {meta.load[0]} / {meta.load[1]}",
         f"- **Command**: `{meta.command}`",
         f"- **Rounds**: {meta.rounds}"
         + (" (quick smoke run: sizes reduced, numbers indicative only)" if meta.quick else ""),

@@ -148,13 +148,14 @@ def alerts(collected: Sequence[Collected]) -> list[str]:
 
 
 def failures(collected: Sequence[Collected]) -> list[str]:
-    """One line per failed worker run."""
-    out = []
+    """One line per distinct failure, with how many runs failed that way."""
+    counts: dict[str, int] = {}
     for item in collected:
         for impl in (OURS, PUBLISHED):
             for run in item.runs[impl]:
                 if run.status in ("error", "timeout"):
                     # The last line of a traceback is the exception itself.
                     last = (run.detail.strip().splitlines() or [""])[-1]
-                    out.append(f"{item.scenario.name} [{impl}] {run.status.upper()}: {last[:160]}")
-    return out
+                    line = f"{item.scenario.name} [{impl}] {run.status.upper()}: {last[:160]}"
+                    counts[line] = counts.get(line, 0) + 1
+    return [line + (f" (x{n})" if n > 1 else "") for line, n in counts.items()]
