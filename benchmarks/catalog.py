@@ -165,9 +165,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         timeout=90,
         quick_timeout=45,
-        note="Survivors are counted (psutil, by an inherited environment token) "
-        "the instant stop() returns; zombies are not counted.  Any survivor is a "
-        "correctness failure.",
+        note="Survivors: processes of the tree (pids recorded by the fixture, "
+        "pinned with psutil) still alive the instant stop() returns; zombies and "
+        "processes with SIGKILL already pending count as dead.  Any survivor is "
+        "a correctness failure.",
     ),
     Scenario(
         "cycles",
@@ -197,7 +198,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         (
             Metric(
                 "complete_s",
-                "time to finish",
+                "child done, from start()",
                 "s",
                 target=Target(TargetKind.OURS_COMPLETES),
                 digits=3,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
+
+import psutil
 
 from benchmarks.worker import api
 from benchmarks.worker.support import (
@@ -11,9 +15,8 @@ from benchmarks.worker.support import (
     clock,
     describe,
     is_dying,
-    kill_leftovers,
     service_command,
-    token_processes,
+    short_name,
 )
 
 GRACE = 1.0
@@ -45,32 +48,51 @@ def stop_ignore(ctx: Context) -> None:
     ctx.record("stop_ms", (clock() - begin) * 1000.0)
 
 
+def _tree_members(path: Path) -> list[psutil.Process]:
+    """The fixture tree's processes, pinned now (psutil guards against pid reuse)."""
+    members = []
+    for line in path.read_text(encoding="ascii").split():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            members.append(psutil.Process(int(line)))
+    return members
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        running = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    return running and not is_dying(proc.pid)
+
+
 def stop_tree(ctx: Context) -> None:
     """stop() of a parent with many SIGTERM-ignoring children; count survivors."""
     mk = ctx.mirakuru
-    cmd = service_command("tree", "--count", str(TREE_SIZE))
+    pids = ctx.scratch("tree") / "pids"
+    cmd = service_command("tree", "--count", str(TREE_SIZE), "--path", str(pids))
 
     def build(**grace: float) -> object:
         return mk.OutputExecutor(cmd, banner=BANNER, **grace)
 
     executor = api.with_grace(ctx, build, GRACE)
     executor.start()
-    started = len(token_processes())
-    if started < TREE_SIZE + 1:
-        ctx.note(f"only {started} tree processes were running before stop()")
+    members = _tree_members(pids)
+    if len(members) < TREE_SIZE + 1:
+        ctx.note(f"only {len(members)} tree processes were running before stop()")
     begin = clock()
     executor.stop()
     elapsed = clock() - begin
-    remaining = token_processes()  # the instant stop() returned
-    survivors = [p for p in remaining if not is_dying(p.pid)]
+    # Judged the instant stop() returned; a process already hit by SIGKILL but
+    # not yet reaped by the kernel counts as dead.
+    survivors = [p for p in members if _alive(p)]
     ctx.record("stop_ms", elapsed * 1000.0)
     ctx.record("survivors", float(len(survivors)))
-    if len(remaining) > len(survivors):
-        ctx.note("some processes were still dying (SIGKILL pending) as stop() returned")
     if survivors:
-        ctx.note(f"SURVIVORS after stop(): {describe(survivors)}")
+        ctx.note(f"SURVIVORS after stop(): {describe([short_name(p) for p in survivors])}")
         time.sleep(0.5)
-        late = len(token_processes())
+        late = sum(1 for p in survivors if _alive(p))
         ctx.note(f"{late} of them still alive 0.5 s later")
     # Never leave the tree behind, whatever the implementation did.
-    kill_leftovers()
+    for proc in members:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()

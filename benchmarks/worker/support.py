@@ -147,29 +147,41 @@ def is_dying(pid: int) -> bool:
     return bool(flags & _PF_EXITING)
 
 
-def kill_leftovers() -> int:
-    """SIGKILL every process this worker run left behind; return how many."""
-    killed = 0
+def kill_leftovers() -> list[str]:
+    """SIGKILL every process this worker run left behind; return what they were."""
+    killed: list[str] = []
     for _ in range(5):  # a dying parent may still fork: sweep a few times
         procs = token_processes()
         if not procs:
             break
         for proc in procs:
+            name = short_name(proc)
             try:
                 proc.kill()
-                killed += 1
+                killed.append(name)
             except psutil.Error:
                 pass
         psutil.wait_procs(procs, timeout=2)
     return killed
 
 
-def describe(procs: list[psutil.Process], limit: int = 3) -> str:
-    parts = []
-    for proc in procs[:limit]:
-        try:
-            parts.append(f"{proc.pid}:{' '.join(proc.cmdline())[:60]}")
-        except psutil.Error:
-            parts.append(str(proc.pid))
-    more = f" (+{len(procs) - limit} more)" if len(procs) > limit else ""
-    return ", ".join(parts) + more
+def short_name(proc: psutil.Process) -> str:
+    """``sleep 600`` or ``python watchdog.py``: enough to tell what it was."""
+    try:
+        argv = proc.cmdline()
+    except psutil.Error:
+        return f"pid {proc.pid}"
+    words = [Path(argv[0]).name if argv else "?"]
+    operands = [Path(a).name if "/" in a else a for a in argv[1:] if not a.startswith("-")]
+    words += operands[:2]
+    return " ".join(words)[:60]
+
+
+def describe(names: list[str], limit: int = 3) -> str:
+    """``2x sleep 600, python service.py``: a short summary of process names."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    parts = [f"{n}x {name}" if n > 1 else name for name, n in counts.items()]
+    more = f" (+{len(parts) - limit} more kinds)" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
