@@ -333,7 +333,9 @@ class SimpleExecutor:
         except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
             program = self.command if kwargs.get("shell") else str(self.command_parts[0])
             self._fire(Trigger.FAIL, f"cannot run {program!r}")
-            raise ExecutableNotFound(self, program, error.strerror or str(error)) from error
+            raise ExecutableNotFound(
+                self, program, error.strerror or str(error), error.errno or errno.ENOENT
+            ) from error
         except BaseException as error:
             self._fire(Trigger.FAIL, f"spawn failed: {error!r}")
             raise

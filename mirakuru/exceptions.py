@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -148,12 +150,25 @@ class ExecutableNotFound(ExecutorError, FileNotFoundError):
     """
 
     def __init__(
-        self, executor: SimpleExecutor | ExecutorSnapshot, program: str, reason: str = ""
+        self,
+        executor: SimpleExecutor | ExecutorSnapshot,
+        program: str,
+        reason: str = "",
+        code: int = errno.ENOENT,
     ) -> None:
-        ExecutorError.__init__(self, executor, program, reason)
+        ExecutorError.__init__(self, executor, program, reason, code)
         self.program = program
-        self.filename = program
         self.reason = reason
+        # OSError read our positional arguments as (errno, strerror, filename): set them right.
+        self.errno = code
+        self.strerror = reason or os.strerror(code)
+        self.filename = program
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # OSError keeps only two of our arguments in ``args``: rebuild from the fields.
+        state = {"history": tuple(self.history), "output_tail": tuple(self.output_tail)}
+        args = (ExecutorSnapshot(str(self.executor)), self.program, self.reason, self.errno)
+        return (type(self), args, state)
 
     def _headline(self) -> str:
         why = f": {self.reason}" if self.reason else ""

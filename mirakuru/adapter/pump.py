@@ -21,6 +21,7 @@ import re
 import select
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable
 
 __all__ = ["TAIL_LINES", "BannerWatch", "OutputPump", "Spool", "StreamPump"]
@@ -39,8 +40,12 @@ class Spool:
     """An append-only byte log on an unlinked temporary file, with blocking readers."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="mirakuru-output-")  # noqa: SIM115 - lives as long as the spool
-        self._fd = self._file.fileno()
+        fd, path = tempfile.mkstemp(prefix="mirakuru-output-")
+        os.unlink(path)
+        self._fd = fd
+        # Closed on release(), or when the spool is collected (an executor dropped after
+        # stop() still holds its output): no descriptor leak, no ResourceWarning.
+        self._release = weakref.finalize(self, os.close, fd)
         self._size = 0
         self._closed = False  # no more writes will come
         self._changed = threading.Condition()
@@ -79,7 +84,7 @@ class Spool:
     def release(self) -> None:
         """Free the temporary file; readers see end of file from now on."""
         self.finish()
-        self._file.close()
+        self._release()
 
     def reader(self, position: int = 0) -> io.TextIOWrapper:
         """A new text stream reading this spool from byte ``position``."""

@@ -216,8 +216,8 @@ class TestChattyChild:
         assert not marked_processes(executor)
 
 
-def test_no_zombie_pidfds_leak() -> None:
-    """Starting and stopping repeatedly does not leak file descriptors."""
+def test_no_descriptor_leak() -> None:
+    """Starting and stopping repeatedly does not leak file descriptors (pidfds, pipes)."""
     executor = SimpleExecutor(sleeper())
     executor.start().stop()
     before = len(os.listdir("/proc/self/fd"))
