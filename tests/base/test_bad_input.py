@@ -85,8 +85,8 @@ class TestStartRefuses:
         with pytest.raises(FileNotFoundError) as raised:
             executor.start()
         error = raised.value
-        assert isinstance(error, ExecutorError)
         assert isinstance(error, ExecutableNotFound)
+        assert isinstance(error, ExecutorError)
         assert program in str(error)
         assert (error.errno, error.filename) == (errno.ENOENT, program)
         assert executor.process is None
