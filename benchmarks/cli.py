@@ -158,7 +158,7 @@ def write(
     rows: list[results.Row],
     collected: list[results.Collected],
     alerts: list[str],
-    failures: list[str],
+    failures: list[results.Failure],
 ) -> None:
     image = out_dir / "_static" / "benchmarks.png"
     skipped = chart.render(rows, image)
@@ -190,12 +190,14 @@ def show(
     rows: list[results.Row],
     collected: list[results.Collected],
     alerts: list[str],
-    failures: list[str],
+    failures: list[results.Failure],
 ) -> None:
     say("")
     say(report.text_table(rows))
-    for line in failures:
-        say(f"  {line}")
+    for failure in failures:
+        say(f"  {failure.title()}")
+        for line in failure.tail.splitlines()[:-1]:  # the last is the headline
+            say(f"      | {line}")
     for alert in alerts:
         say(f"!!! CORRECTNESS: {alert}")
     say("")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchmarks.catalog import OURS, PUBLISHED, Better
-from benchmarks.results import Collected, Row
+from benchmarks.results import Collected, Failure, Row
 
 HEADERS = ("scenario", "metric", "ours", "published", "ours/published", "target", "met")
 
@@ -68,6 +68,10 @@ def markdown_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def _indent(text: str) -> list[str]:
+    return [f"  {line}" for line in text.splitlines()]
+
+
 def _notes(collected: Sequence[Collected]) -> list[str]:
     out = []
     for item in collected:
@@ -86,7 +90,7 @@ def markdown(
     rows: Sequence[Row],
     collected: Sequence[Collected],
     alerts: Sequence[str],
-    failures: Sequence[str],
+    failures: Sequence[Failure],
     chart: str | None,
 ) -> str:
     """The whole page; ``chart`` is the image path, or None if not drawn."""
@@ -124,5 +128,9 @@ def markdown(
     if notes:
         lines += ["## Notes", "", *notes, ""]
     if failures:
-        lines += ["## Failed runs", "", *(f"- `{_md_escape(f)}`" for f in failures), ""]
+        lines += ["## Failed runs", ""]
+        for failure in failures:
+            lines += [f"- {_md_escape(failure.title())}", ""]
+            if len(failure.tail.splitlines()) > 1:  # more than the headline says
+                lines += ["  ```", *_indent(failure.tail), "  ```", ""]
     return "\n".join(lines)

@@ -147,15 +147,29 @@ def alerts(collected: Sequence[Collected]) -> list[str]:
     return out
 
 
-def failures(collected: Sequence[Collected]) -> list[str]:
-    """One line per distinct failure, with how many runs failed that way."""
-    counts: dict[str, int] = {}
+@dataclass(frozen=True)
+class Failure:
+    """Failed worker runs that failed the same way."""
+
+    headline: str
+    count: int
+    #: Last lines of the first such run's stderr (or the timeout message).
+    tail: str
+
+    def title(self) -> str:
+        return self.headline + (f" (x{self.count})" if self.count > 1 else "")
+
+
+def failures(collected: Sequence[Collected]) -> list[Failure]:
+    """One entry per distinct failure, with how many runs failed that way."""
+    seen: dict[str, list[RunResult]] = {}
     for item in collected:
         for impl in (OURS, PUBLISHED):
             for run in item.runs[impl]:
-                if run.status in ("error", "timeout"):
-                    # The last line of a traceback is the exception itself.
-                    last = (run.detail.strip().splitlines() or [""])[-1]
-                    line = f"{item.scenario.name} [{impl}] {run.status.upper()}: {last[:160]}"
-                    counts[line] = counts.get(line, 0) + 1
-    return [line + (f" (x{n})" if n > 1 else "") for line, n in counts.items()]
+                if run.status not in ("error", "timeout"):
+                    continue
+                # The last line of a traceback is the exception itself.
+                last = (run.detail.strip().splitlines() or [""])[-1]
+                headline = f"{item.scenario.name} [{impl}] {run.status.upper()}: {last[:160]}"
+                seen.setdefault(headline, []).append(run)
+    return [Failure(h, len(runs), runs[0].detail.strip()) for h, runs in seen.items()]
