@@ -1,0 +1,102 @@
+"""Typing-only checks: mypy reads this file under ``mypy mirakuru tests``; pytest never runs it.
+
+It shows that user code written against the API type-checks strictly: chaining keeps the
+subclass type, ``state`` is a ``State``, history items are ``StateChange`` values, and the
+published extension points can be overridden with their published signatures.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import IO, Any, assert_type
+
+from mirakuru import (
+    Executor,
+    ExecutorError,
+    ProcessExitedWithError,
+    SimpleExecutor,
+    State,
+    StateChange,
+    TimeoutExpired,
+    Trigger,
+)
+
+
+class FileService(Executor):
+    """A subclass in the published style: attributes first, then the readiness rule."""
+
+    def __init__(self, command: list[str], path: str) -> None:
+        self.path = path
+        super().__init__(command, timeout=30, sleep=0.05)
+
+    def after_start_check(self) -> bool:
+        return bool(self.path)
+
+    def pre_start_check(self) -> bool:
+        return False
+
+
+def chaining(service: FileService) -> None:
+    """Every lifecycle method returns the same (sub)class, for chaining."""
+    assert_type(service.start(), FileService)
+    assert_type(service.stop(), FileService)
+    assert_type(service.kill(), FileService)
+    assert_type(service.start().stop().start().kill(wait=False), FileService)
+    assert_type(service.wait_for(lambda: True), FileService)
+    with service as running:
+        assert_type(running, FileService)
+    with service.stopped() as stopped:
+        assert_type(stopped, FileService)
+
+
+def lifecycle(executor: SimpleExecutor) -> None:
+    """The state, the history and the listeners are typed."""
+    assert_type(executor.state, State)
+    for change in executor.history:
+        assert_type(change, StateChange)
+        assert_type(change.trigger, Trigger)
+        assert_type(change.source, State)
+        assert_type(change.at, float)
+        assert_type(change.detail, str | None)
+
+    def listener(change: StateChange) -> None:
+        print(change)
+
+    assert_type(executor.add_listener(listener), SimpleExecutor)
+    assert_type(executor.running(), bool)
+
+
+def members(executor: SimpleExecutor) -> None:
+    """The published members keep usable types."""
+    assert_type(executor.command, str)
+    assert_type(executor.envvars, dict[str, str])
+    assert_type(executor._popen_kwargs, dict[str, Any])
+    assert_type(executor._kill_all_kids(9), set[int])
+    assert_type(executor.check_timeout(), bool)
+    assert_type(executor.output(), IO[Any] | None)
+    assert_type(executor.err_output(), IO[Any] | None)
+    process = executor.process
+    if process is not None:
+        assert_type(process, subprocess.Popen[str])
+
+
+def errors(executor: SimpleExecutor) -> None:
+    """Errors are constructed positionally and expose their fields."""
+    try:
+        executor.start()
+    except TimeoutExpired as error:
+        assert_type(error.timeout, float | None)
+    except ProcessExitedWithError as error:
+        assert_type(error.exit_code, int)
+    except ExecutorError as error:
+        print(error.executor, list(error.history), list(error.output_tail))
+    TimeoutExpired(executor, 5)
+    ProcessExitedWithError(executor, 1)
+
+
+def constructors() -> None:
+    """The published constructor spellings all type-check."""
+    SimpleExecutor("sleep 1")
+    SimpleExecutor(["sleep", "1"], None, False, 10, 0.1)
+    SimpleExecutor(("sleep", "1"), timeout=None, envvars={"A": "b"}, stderr=subprocess.PIPE)
+    SimpleExecutor("sleep 1", sig_stop=2, sig_kill=9, exp_sig=2)
