@@ -111,7 +111,7 @@ def setup(args: argparse.Namespace) -> dict[str, venvs.Venv]:
         venvs.Slot(OURS, args.ours_spec),
         venvs.Slot(PUBLISHED, args.published_spec),
     ]
-    with venvs.locked(args.venvs), ThreadPoolExecutor(len(slots)) as pool:
+    with ThreadPoolExecutor(len(slots)) as pool:
         futures = [
             pool.submit(venvs.ensure, slot, ROOT, args.venvs, args.rebuild, say) for slot in slots
         ]
@@ -250,14 +250,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = output_dir(args)
 
     try:
-        envs = setup(args)
+        with venvs.locked(args.venvs, say):
+            envs = setup(args)
+            say(f"ours: {envs[OURS].description}; published: {envs[PUBLISHED].description}")
+            load_at_start = machine.load()
+            collected = measure(args, scenarios, envs, rounds)
     except venvs.SetupError as exc:
         say(f"benchmark setup failed: {exc}")
         return 2
-    say(f"ours: {envs[OURS].description}; published: {envs[PUBLISHED].description}")
-    load_at_start = machine.load()
-    try:
-        collected = measure(args, scenarios, envs, rounds)
     except KeyboardInterrupt:
         say("interrupted; worker processes were cleaned up")
         return 130

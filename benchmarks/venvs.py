@@ -78,11 +78,20 @@ def tree_hash(root: Path) -> str:
 
 
 @contextmanager
-def locked(venvs_dir: Path) -> Iterator[None]:
-    """Serialise setup between concurrent harness runs."""
+def locked(venvs_dir: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold the venvs for a whole run.
+
+    Another run could otherwise reinstall "ours" under our running workers, and
+    two benchmark runs on one machine would skew each other's numbers anyway.
+    """
     venvs_dir.mkdir(parents=True, exist_ok=True)
-    with open(venvs_dir / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    lock = venvs_dir / ".lock"
+    with open(lock, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"another benchmark run holds {lock}; waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
