@@ -1,32 +1,60 @@
 """mirakuru: start the processes your tests need, wait until they are ready, stop them.
 
-The drop-in API of mirakuru 1.x-3.x, plus an inspectable lifecycle.
+The drop-in API of mirakuru 1.x-3.x, plus an inspectable lifecycle. Names are imported on
+first use (PEP 562), so ``import mirakuru`` -- which the pytest plugin does in every test
+run -- costs next to nothing until an executor is actually needed.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from mirakuru import probes
-from mirakuru.base import Executor, SimpleExecutor
-from mirakuru.core.lifecycle import IllegalTransition, State, StateChange, Trigger
-from mirakuru.exceptions import (
-    AlreadyRunning,
-    ExecutableNotFound,
-    ExecutorError,
-    InvalidCommand,
-    OutputEnded,
-    ProcessExitedWithError,
-    ProcessFinishedWithError,
-    TimeoutExpired,
-)
-from mirakuru.http import HTTPExecutor
-from mirakuru.output import OutputExecutor
-from mirakuru.pid import PidExecutor
-from mirakuru.tcp import TCPExecutor
-from mirakuru.unixsocket import UnixSocketExecutor
+if TYPE_CHECKING:
+    from mirakuru import probes
+    from mirakuru.base import Executor, SimpleExecutor
+    from mirakuru.core.lifecycle import IllegalTransition, State, StateChange, Trigger
+    from mirakuru.exceptions import (
+        AlreadyRunning,
+        ExecutableNotFound,
+        ExecutorError,
+        InvalidCommand,
+        OutputEnded,
+        ProcessExitedWithError,
+        ProcessFinishedWithError,
+        TimeoutExpired,
+    )
+    from mirakuru.http import HTTPExecutor
+    from mirakuru.output import OutputExecutor
+    from mirakuru.pid import PidExecutor
+    from mirakuru.tcp import TCPExecutor
+    from mirakuru.unixsocket import UnixSocketExecutor
 
 __version__ = "4.0.0.dev1"
+
+#: Public name -> the module that defines it.
+_HOMES = {
+    "AlreadyRunning": "mirakuru.exceptions",
+    "ExecutableNotFound": "mirakuru.exceptions",
+    "Executor": "mirakuru.base",
+    "ExecutorError": "mirakuru.exceptions",
+    "HTTPExecutor": "mirakuru.http",
+    "IllegalTransition": "mirakuru.core.lifecycle",
+    "InvalidCommand": "mirakuru.exceptions",
+    "OutputEnded": "mirakuru.exceptions",
+    "OutputExecutor": "mirakuru.output",
+    "PidExecutor": "mirakuru.pid",
+    "ProcessExitedWithError": "mirakuru.exceptions",
+    "ProcessFinishedWithError": "mirakuru.exceptions",
+    "SimpleExecutor": "mirakuru.base",
+    "State": "mirakuru.core.lifecycle",
+    "StateChange": "mirakuru.core.lifecycle",
+    "TCPExecutor": "mirakuru.tcp",
+    "TimeoutExpired": "mirakuru.exceptions",
+    "Trigger": "mirakuru.core.lifecycle",
+    "UnixSocketExecutor": "mirakuru.unixsocket",
+}
 
 __all__ = [
     "AlreadyRunning",
@@ -50,5 +78,21 @@ __all__ = [
     "UnixSocketExecutor",
     "probes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "probes":
+        return importlib.import_module("mirakuru.probes")
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'mirakuru' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 logging.getLogger("mirakuru").addHandler(logging.NullHandler())

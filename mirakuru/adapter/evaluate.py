@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import http.client
 import os
 import socket
-import ssl
-import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ssl
 
 from mirakuru.core.probes import (
     AllOf,
@@ -80,6 +80,8 @@ def pid_file_ready(probe: PidFile) -> bool:
 
 
 def _unverified_context() -> ssl.SSLContext:
+    import ssl
+
     # A readiness probe only asks "does the server answer?" and sends nothing secret, and
     # local test servers mostly use self-signed certificates; pass ssl_context= to verify.
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -90,6 +92,11 @@ def _unverified_context() -> ssl.SSLContext:
 
 def http_ready(probe: Http, timeout: float) -> bool:
     """Whether one request answers with a matching status, within ``timeout``."""
+    # Imported here: http.client (and ssl) cost ~20 ms to import, and most users never
+    # probe HTTP; a readiness attempt pays it once.
+    import http.client
+    import urllib.parse
+
     parts = probe.parts
     host = parts.hostname or ""
     limit = max(timeout, 0.001)

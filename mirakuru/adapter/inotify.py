@@ -9,9 +9,12 @@ waiter simply keeps polling.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
+import functools
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 __all__ = ["DirectoryWatch", "watch_directory"]
 
@@ -24,16 +27,18 @@ _IN_CREATE = 0x00000100
 _MASK = _IN_CREATE | _IN_MOVED_TO | _IN_CLOSE_WRITE | _IN_ATTRIB
 
 
+@functools.cache
 def _load_libc() -> ctypes.CDLL | None:
+    # Loaded on the first watch: ctypes costs several ms to import, and most runs need none.
+    import ctypes
+    import ctypes.util
+
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name, use_errno=True)
     except OSError:
         return None
     return libc if hasattr(libc, "inotify_init1") else None
-
-
-_libc = _load_libc()
 
 
 class DirectoryWatch:
@@ -60,13 +65,14 @@ class DirectoryWatch:
 
 def watch_directory(path: str) -> DirectoryWatch | None:
     """A watch on the directory that will hold ``path``, or None if it cannot be had."""
-    if _libc is None:
+    libc = _load_libc()
+    if libc is None:
         return None
     directory = os.path.dirname(os.path.abspath(path))
-    fd = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+    fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
     if fd < 0:
         return None
-    if _libc.inotify_add_watch(fd, os.fsencode(directory), _MASK) < 0:
+    if libc.inotify_add_watch(fd, os.fsencode(directory), _MASK) < 0:
         os.close(fd)
         return None
     return DirectoryWatch(fd)
