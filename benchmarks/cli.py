@@ -201,11 +201,15 @@ def show(
     for alert in alerts:
         say(f"!!! CORRECTNESS: {alert}")
     say("")
+    shared = {impl: results.shared_notes(collected, impl) for impl in (OURS, PUBLISHED)}
+    for impl, notes in shared.items():
+        for note in notes:
+            say(f"note [every scenario] {impl}: {note}")
     for item in collected:
         if item.scenario.note:
             say(f"note [{item.scenario.name}]: {item.scenario.note}")
         for impl in (OURS, PUBLISHED):
-            for note in item.notes(impl):
+            for note in item.notes(impl, skip=shared[impl]):
                 say(f"note [{item.scenario.name}] {impl}: {note}")
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchmarks.catalog import OURS, PUBLISHED, Better
-from benchmarks.results import Collected, Failure, Row
+from benchmarks.results import Collected, Failure, Row, shared_notes
 
 HEADERS = ("scenario", "metric", "ours", "published", "ours/published", "target", "met")
 
@@ -74,10 +74,14 @@ def _indent(text: str) -> list[str]:
 
 def _notes(collected: Sequence[Collected]) -> list[str]:
     out = []
+    shared = {impl: shared_notes(collected, impl) for impl in (OURS, PUBLISHED)}
+    for impl, notes in shared.items():
+        if notes:
+            out.append(f"- **every scenario**, {impl}: " + "; ".join(notes) + ".")
     for item in collected:
         parts = [item.scenario.note] if item.scenario.note else []
         for impl in (OURS, PUBLISHED):
-            extra = item.runs and item.notes(impl)
+            extra = item.notes(impl, skip=shared[impl])
             if extra:
                 parts.append(f"{impl}: " + "; ".join(extra) + ".")
         if parts:

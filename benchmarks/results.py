@@ -43,13 +43,23 @@ class Collected:
     scenario: Scenario
     runs: dict[str, list[RunResult]] = field(default_factory=lambda: {OURS: [], PUBLISHED: []})
 
-    def notes(self, impl: str) -> list[str]:
+    def notes(self, impl: str, skip: Sequence[str] = ()) -> list[str]:
+        """Distinct worker notes of ``impl``'s runs, minus those in ``skip``."""
         seen: list[str] = []
         for run in self.runs[impl]:
             for note in run.notes:
-                if note not in seen:
+                if note not in seen and note not in skip:
                     seen.append(note)
         return seen
+
+
+def shared_notes(collected: Sequence[Collected], impl: str) -> list[str]:
+    """Notes ``impl`` got in every scenario that ran (said once, not per row)."""
+    ran = [item for item in collected if any(r.status == "ok" for r in item.runs[impl])]
+    if len(ran) < 2:
+        return []
+    first, *rest = (item.notes(impl) for item in ran)
+    return [note for note in first if all(note in other for other in rest)]
 
 
 def _failure_text(runs: Sequence[RunResult]) -> str:
