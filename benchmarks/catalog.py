@@ -193,6 +193,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         timeout=180,
         quick_timeout=45,
+        note="50 start()+stop() cycles (10 in --quick) of "
+        "`OutputExecutor(['sh', '-c', 'echo ready; exec sleep 100'], banner='ready')`.",
     ),
     Scenario(
         "flood",
@@ -200,6 +202,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         (Metric("ready_s", "time to ready", "s", digits=3),),
         timeout=180,
         quick_timeout=45,
+        note="Duration of start() (5 MB in --quick).",
     ),
     Scenario(
         "after-banner",
@@ -228,7 +231,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         timeout=300,
         quick_timeout=45,
         note="Peak RSS is ru_maxrss of the worker after the loop (all executors "
-        "kept referenced); growth is relative to ru_maxrss before it.",
+        "kept referenced; 20 in --quick); growth is relative to ru_maxrss before it.",
     ),
     Scenario(
         "import",

@@ -21,6 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROUNDS = 5
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -34,7 +41,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=_positive,
         help=f"worker runs per scenario and implementation (default "
         f"{DEFAULT_ROUNDS}, 1 with --quick)",
     )
