@@ -161,6 +161,16 @@ class Leader:
             return None
 
 
+def _family(leader: Leader) -> list[Member]:
+    """The leader's descendants, pinned; none if it is reaped or they cannot be listed."""
+    if not leader.running():
+        return []
+    try:
+        return tree.snapshot(leader.pid)
+    except Exception:
+        return []
+
+
 def _nobody(pid: int) -> bool:
     return False
 
@@ -220,7 +230,7 @@ def terminate(
     """
     began = clock()
     sig = policy.stop_signal
-    family = tree.snapshot(leader.pid) if leader.running() else []
+    family = _family(leader)
     members = list(family)
     try:
         count, escapees = _deliver(leader, family, sig, signal_marked, claim)
@@ -294,7 +304,7 @@ def kill_tree(
     With ``wait=None`` nothing waits: the caller hands the child to :func:`reap_later`.
     """
     began = clock()
-    family = tree.snapshot(leader.pid) if leader.running() else []
+    family = _family(leader)
     members = list(family)
     leftovers: list[Member] = []
     exit_code = None
