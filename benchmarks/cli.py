@@ -211,7 +211,7 @@ def show(
     shared = {impl: results.shared_notes(collected, impl) for impl in (OURS, PUBLISHED)}
     for impl, notes in shared.items():
         for note in notes:
-            say(f"note [every scenario] {impl}: {note}")
+            say(f"note [most scenarios] {impl}: {note}")
     for item in collected:
         if item.scenario.note:
             say(f"note [{item.scenario.name}]: {item.scenario.note}")

@@ -77,7 +77,7 @@ def _notes(collected: Sequence[Collected]) -> list[str]:
     shared = {impl: shared_notes(collected, impl) for impl in (OURS, PUBLISHED)}
     for impl, notes in shared.items():
         if notes:
-            out.append(f"- **every scenario**, {impl}: " + "; ".join(notes) + ".")
+            out.append(f"- **most scenarios**, {impl}: " + "; ".join(notes) + ".")
     for item in collected:
         parts = [item.scenario.note] if item.scenario.note else []
         for impl in (OURS, PUBLISHED):
