@@ -27,7 +27,7 @@ from typing import IO, Any, NoReturn, Self
 
 from mirakuru.adapter import registry, teardown, tree
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.evaluate import attempt
+from mirakuru.adapter.evaluate import attempt, is_external
 from mirakuru.adapter.inotify import DirectoryWatch, watch_directory
 from mirakuru.adapter.notify import NotifySocket
 from mirakuru.adapter.process import ExitWatch, open_pidfd, spawn
@@ -380,7 +380,7 @@ class SimpleExecutor:
             )
         if self._budget is None:
             self._set_timeout()
-        schedule = PollSchedule(cap=self._sleep)
+        schedule, adaptive = self._poll_schedule()
         hints = self._wait_hints()
         overtime: Budget | None = None
         try:
@@ -392,7 +392,7 @@ class SimpleExecutor:
                     schedule,
                     sources=self._wait_sources(),
                     hints=hints,
-                    adaptive=self._adaptive,
+                    adaptive=adaptive,
                 )
                 if not isinstance(outcome, TimedOut):
                     return self
@@ -410,6 +410,10 @@ class SimpleExecutor:
     def _wait_hints(self) -> list[DirectoryWatch]:
         """Watches whose events mean "readiness is probably moments away"."""
         return []
+
+    def _poll_schedule(self) -> tuple[PollSchedule, bool]:
+        """The schedule of timed checks, and whether its cap adapts to their cost."""
+        return PollSchedule(cap=self._sleep), self._adaptive
 
     def check_timeout(self) -> bool:
         """True while the start-up deadline has not passed; else kill and raise."""
@@ -864,6 +868,19 @@ class Executor(SimpleExecutor):
         if self._notify is not None:
             sources.append(self._notify)
         return sources
+
+    def _poll_schedule(self) -> tuple[PollSchedule, bool]:
+        # Output and sd_notify readiness can only change when the child writes or exits,
+        # and both wake the waiter at once: timed checks are a mere safety net then.
+        probe = self._ready
+        event_driven = (
+            probe is not None
+            and type(self).after_start_check is Executor.after_start_check
+            and not any(is_external(leaf) for leaf in probe_leaves(probe))
+        )
+        if event_driven and self._adaptive:
+            return PollSchedule(cap=MAX_AUTO_CAP), False
+        return super()._poll_schedule()
 
     def _wait_hints(self) -> list[DirectoryWatch]:
         # Pid files and unix sockets appear in a directory: watch it rather than poll fast.

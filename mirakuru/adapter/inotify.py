@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import queue
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -58,9 +60,35 @@ class DirectoryWatch:
         return True
 
     def close(self) -> None:
-        """Remove the watch."""
+        """Remove the watch, without making the caller wait for it."""
+        _close_later(self._fd)
+
+
+_closing: queue.SimpleQueue[int] | None = None
+_closing_lock = threading.Lock()
+
+
+def _close_later(fd: int) -> None:
+    """Close ``fd`` on a helper thread.
+
+    Closing an inotify descriptor waits for an RCU grace period in the kernel, 10-15 ms
+    here: paid by the caller, it would come straight out of the detection lag.
+    """
+    global _closing  # noqa: PLW0603 - one closer thread per process
+    with _closing_lock:
+        if _closing is None:
+            _closing = queue.SimpleQueue()
+            threading.Thread(
+                target=_closer, args=(_closing,), name="mirakuru-inotify-closer", daemon=True
+            ).start()
+        _closing.put(fd)
+
+
+def _closer(fds: queue.SimpleQueue[int]) -> None:
+    while True:
+        fd = fds.get()
         with contextlib.suppress(OSError):
-            os.close(self._fd)
+            os.close(fd)
 
 
 def watch_directory(path: str) -> DirectoryWatch | None:

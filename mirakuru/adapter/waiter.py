@@ -48,16 +48,17 @@ def wait_until(
     attempt = 0
     wake_cost = math.nan  # smoothed CPU seconds of one wake-up
     cycle_began = cost_clock()
+    started = clock()
     while True:
         if check():
             return Ready(attempt + 1)
+        now = clock()
         if adaptive:
             spent = cost_clock() - cycle_began
             wake_cost = spent if math.isnan(wake_cost) else wake_cost + (spent - wake_cost) / 4
-            cap = adaptive_cap(wake_cost)
+            cap = adaptive_cap(wake_cost, now - started)
             if cap != schedule.cap:
                 schedule = schedule.with_cap(cap)
-        now = clock()
         if budget.expired(now):
             return TimedOut(attempt + 1)
         delay = schedule.wait(attempt, budget.remaining(now))
