@@ -46,21 +46,31 @@ def _resolve(host: str, port: int) -> tuple[tuple[Any, ...], ...]:
     return tuple(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
 
 
+def _connect(host: str, port: int, timeout: float) -> socket.socket | None:
+    """A connected TCP socket to the first address that accepts, or None."""
+    try:
+        addresses = _resolve(host, port)
+    except OSError:
+        return None
+    for family, kind, proto, _, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(max(timeout, 0.001))
+        try:
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            continue
+        return sock
+    return None
+
+
 def tcp_ready(probe: Tcp, timeout: float) -> bool:
     """Whether a TCP connection to the probe's host and port is accepted now."""
-    try:
-        addresses = _resolve(probe.host, probe.port)
-    except OSError:
+    sock = _connect(probe.host, probe.port, timeout)
+    if sock is None:
         return False
-    for family, kind, proto, _, address in addresses:
-        with socket.socket(family, kind, proto) as sock:
-            sock.settimeout(max(timeout, 0.001))
-            try:
-                sock.connect(address)
-            except OSError:
-                continue
-            return True
-    return False
+    sock.close()
+    return True
 
 
 def unix_ready(probe: UnixSocket, timeout: float) -> bool:
@@ -99,13 +109,26 @@ def http_ready(probe: Http, timeout: float) -> bool:
 
     parts = probe.parts
     host = parts.hostname or ""
+    secure = parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
     limit = max(timeout, 0.001)
+    # Connect first: while nothing listens, an attempt costs one refused connect rather
+    # than an HTTP client's worth of work, so polling stays cheap and can stay fast.
+    sock = _connect(host, port, limit)
+    if sock is None:
+        return False
     connection: http.client.HTTPConnection
-    if parts.scheme == "https":
+    if secure:
         context = probe.ssl_context or _unverified_context()
-        connection = http.client.HTTPSConnection(host, parts.port, timeout=limit, context=context)
+        connection = http.client.HTTPSConnection(host, port, timeout=limit, context=context)
+        try:
+            connection.sock = context.wrap_socket(sock, server_hostname=host)
+        except (OSError, ValueError):
+            sock.close()
+            return False
     else:
-        connection = http.client.HTTPConnection(host, parts.port, timeout=limit)
+        connection = http.client.HTTPConnection(host, port, timeout=limit)
+        connection.sock = sock
     target = parts.path or "/"
     if parts.query:
         target = f"{target}?{parts.query}"

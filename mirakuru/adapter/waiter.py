@@ -49,19 +49,19 @@ def wait_until(
     wake_cost = math.nan  # smoothed CPU seconds of one wake-up
     cycle_began = cost_clock()
     started = clock()
+    cap = schedule.cap
     while True:
         if check():
             return Ready(attempt + 1)
         now = clock()
-        if adaptive:
+        if adaptive and attempt > 0:
+            # The first check pays one-time costs (imports, name resolution): not a sample.
             spent = cost_clock() - cycle_began
             wake_cost = spent if math.isnan(wake_cost) else wake_cost + (spent - wake_cost) / 4
             cap = adaptive_cap(wake_cost, now - started)
-            if cap != schedule.cap:
-                schedule = schedule.with_cap(cap)
         if budget.expired(now):
             return TimedOut(attempt + 1)
-        delay = schedule.wait(attempt, budget.remaining(now))
+        delay = min(schedule.wait(attempt, budget.remaining(now)), cap)
         attempt += 1
         cycle_began = cost_clock()
         events = poller.poll(_milliseconds(delay))
