@@ -227,7 +227,8 @@ class SimpleExecutor:
         """The start-up deadline as a wall-clock time (``time.time()``), or None."""
         if self._budget is None or self._budget.deadline is None:
             return None
-        return time.time() + self._budget.remaining(monotonic())
+        # Not clamped at zero: a passed deadline must stay in the past, not follow "now".
+        return time.time() + (self._budget.deadline - monotonic())
 
     @_endtime.setter
     def _endtime(self, value: float | None) -> None:

@@ -52,6 +52,14 @@ class TestDeadline:
         executor._endtime = None
         assert executor._endtime is None
 
+    def test_passed_endtime_stays_in_the_past(self) -> None:
+        """A deadline that has passed reads as that past instant, not as "now"."""
+        executor = SimpleExecutor(sleeper(), timeout=5)
+        executor._endtime = time.time() - 1
+        endtime = executor._endtime
+        assert endtime is not None
+        assert endtime <= time.time() - 0.5
+
     def test_expired_check_timeout_kills_and_raises(self) -> None:
         """An expired deadline kills the process and raises ``TimeoutExpired``."""
         executor = SimpleExecutor(sleeper(), timeout=5).start()
