@@ -12,6 +12,7 @@ import pytest
 
 from mirakuru import Executor, SimpleExecutor
 from mirakuru.base import ENV_UUID
+from tests.helpers import python_command
 
 executor_classes = pytest.mark.parametrize("cls", [SimpleExecutor, Executor])
 
@@ -187,6 +188,17 @@ class TestEnvironment:
         """``_popen_kwargs["env"]`` is the full environment the child gets."""
         executor = SimpleExecutor("sleep 1", envvars={"EXTRA": "1"})
         assert executor._popen_kwargs["env"] == executor.envvars
+
+    def test_child_sees_it(self, tmp_path: Any) -> None:
+        """The child runs in ``cwd`` with the extras and the marker in its environment."""
+        script = "import os; print(os.getcwd(), os.environ['EXTRA'], os.environ['mirakuru_uuid'])"
+        executor = SimpleExecutor(
+            python_command(script), cwd=str(tmp_path), envvars={"EXTRA": "1"}
+        ).start()
+        out = executor.output()
+        assert out is not None
+        assert out.readline().split() == [str(tmp_path), "1", executor._uuid]
+        executor.stop()
 
     def test_marker_token(self) -> None:
         """The marker token is ``<our pid>:<unique id>``, different for every executor."""
