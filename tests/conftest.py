@@ -19,7 +19,7 @@ from mirakuru.base import SimpleExecutor
 from tests.helpers import marked_processes, processes_with_token_prefix, wait_until
 
 #: How long a just-killed process may take to disappear before it counts as leaked.
-SETTLE = 5.0
+SETTLE = 3.0
 
 
 def _own_prefix() -> str:
@@ -62,9 +62,10 @@ def _session_leak_guard() -> Iterator[None]:
     yield
     leaked = _leftovers(set())
     if leaked:
+        description = _describe(leaked)
         _kill(leaked)
         pytest.fail(
-            "processes started by executors of this test run outlived it:\n" + _describe(leaked),
+            "processes started by executors of this test run outlived it:\n" + description,
             pytrace=False,
         )
 
@@ -76,9 +77,10 @@ def _test_leak_guard() -> Iterator[None]:
     yield
     leaked = _leftovers(before)
     if leaked:
+        description = _describe(leaked)
         _kill(leaked)
         pytest.fail(
-            "processes started during this test are still alive:\n" + _describe(leaked),
+            "processes started during this test are still alive:\n" + description,
             pytrace=False,
         )
 
