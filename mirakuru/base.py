@@ -185,7 +185,6 @@ class SimpleExecutor:
         self._pidfd: int | None = None
         self._readers: dict[str, io.TextIOWrapper] = {}
         self._failure: str | None = None
-        self._escalated = False
 
     # -- the published attributes -----------------------------------------------------
 
@@ -325,7 +324,6 @@ class SimpleExecutor:
             raise InvalidCommand(self)
         self._release_output()
         self._failure = None
-        self._escalated = False
         self._fire(Trigger.START)
         kwargs = self._popen_kwargs
         argv: Any = self.command if kwargs.get("shell") else list(self.command_parts)
@@ -536,10 +534,6 @@ class SimpleExecutor:
             teardown.Leader(process, None).signal(sig)
         self._kill_all_kids(sig)
 
-    def _signal_leader(self, process: subprocess.Popen[str], sig: int) -> None:
-        """Signal the child and, while it is unreaped (its group ID cannot be reused), its group."""
-        teardown.Leader(process, self._pidfd).signal(sig)
-
     def _terminate(self, sig: int, grace: float | None) -> StopReport:
         """Stop signal, wait, escalate, reap: what happened, also kept as ``last_stop``."""
         process = self.process
@@ -548,15 +542,6 @@ class SimpleExecutor:
         leader = teardown.Leader(process, self._pidfd)
         self.last_stop = teardown.terminate(leader, policy, self._signal_marked, self._claim)
         return self.last_stop
-
-    @staticmethod
-    def _reap(process: subprocess.Popen[str], timeout: float) -> None:
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            LOG.warning(
-                "process %d did not exit within %s s after being killed", process.pid, timeout
-            )
 
     def _kill_all_kids(self, sig: int) -> set[int]:
         """Signal every process carrying exactly this executor's marker; the PIDs signalled."""

@@ -22,7 +22,6 @@ from mirakuru.adapter.process import open_pidfd
 
 __all__ = [
     "Member",
-    "as_processes",
     "claim_marked",
     "descendants",
     "processes_with_any",
@@ -284,16 +283,6 @@ def claim_marked(pids: Iterable[int], env_name: str, token: str) -> list[Member]
     """Pin each of ``pids`` that carries exactly our marker."""
     claimed = (Member.claim(pid, env_name, token) for pid in pids)
     return [member for member in claimed if member is not None]
-
-
-def as_processes(pids: Iterable[int]) -> list[psutil.Process]:
-    """psutil handles for the PIDs that still exist."""
-    found = []
-    for pid in pids:
-        process = _maybe_process(pid)
-        if process is not None:
-            found.append(process)
-    return found
 
 
 def signal_all(members: Iterable[Member], sig: int) -> set[int]:

@@ -34,9 +34,9 @@ def wait_until(
     passes, whichever is first. An event from a hint (say, a file appearing in a watched
     directory) also restarts the schedule at its first, shortest delay, since readiness
     is probably moments away. With ``adaptive``, the schedule's cap follows what one
-    wake-up (the check plus the poll) costs this thread in CPU time, so polling stays
-    near 1% of a core whatever the check costs. The check always runs at least once,
-    even with an already expired budget.
+    wake-up (the check plus the poll) costs this thread in CPU time, so an expensive check
+    is polled at most about 1% of the time, and grows with the time already waited. The
+    check always runs at least once, even with an already expired budget.
     """
     poller = select.poll()
     by_fd: dict[int, EventSource] = {}
@@ -46,7 +46,7 @@ def wait_until(
         poller.register(source.fileno(), select.POLLIN)
     hint_fds.update(hint.fileno() for hint in hints)
     attempt = 0
-    wake_cost = math.nan  # smoothed CPU seconds of one wake-up
+    wake_cost = math.inf  # CPU seconds of the cheapest wake-up so far
     cycle_began = cost_clock()
     started = clock()
     cap = schedule.cap
@@ -55,9 +55,10 @@ def wait_until(
             return Ready(attempt + 1)
         now = clock()
         if adaptive and attempt > 0:
-            # The first check pays one-time costs (imports, name resolution): not a sample.
-            spent = cost_clock() - cycle_began
-            wake_cost = spent if math.isnan(wake_cost) else wake_cost + (spent - wake_cost) / 4
+            # The cheapest wake-up so far is what the check itself costs. Dearer ones paid
+            # for one-time work (imports, name resolution), a cold CPU after a long sleep
+            # or a busy machine; following them would only make detection slower.
+            wake_cost = min(wake_cost, cost_clock() - cycle_began)
             cap = adaptive_cap(wake_cost, now - started)
         if budget.expired(now):
             return TimedOut(attempt + 1)

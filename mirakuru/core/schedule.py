@@ -22,9 +22,9 @@ MAX_AUTO_CAP = 0.1
 #: The automatic cap spends at most 1/COST_RATIO of the time inside the check itself.
 COST_RATIO = 100.0
 #: The automatic cap also grows to this fraction of the time already waited: a service
-#: that took 2 s to start can be noticed 20 ms late (1%) without anyone caring, and the
-#: polling that saves is CPU a slow start-up needs more.
-LAG_FRACTION = 0.01
+#: that took 2 s to start is noticed on average 20 ms (1%) late without anyone caring,
+#: and the polling that saves is CPU a slow start-up needs more.
+LAG_FRACTION = 0.02
 
 
 def adaptive_cap(attempt_cost: float, waited: float = 0.0) -> float:
@@ -33,7 +33,7 @@ def adaptive_cap(attempt_cost: float, waited: float = 0.0) -> float:
     A cheap check is polled every few milliseconds, keeping the waiting process near 1%
     of one core; an expensive one (a user check that spawns ``pg_ctl status``, say) backs
     off towards 0.1 s instead of eating a core; and a long wait relaxes towards 0.1 s
-    too, keeping the detection lag within about 1% of the start-up time.
+    too, keeping the average detection lag within about 1% of the start-up time.
     """
     wanted = max(MIN_AUTO_CAP, attempt_cost * COST_RATIO, waited * LAG_FRACTION)
     return min(MAX_AUTO_CAP, wanted)
