@@ -687,6 +687,8 @@ class Executor(SimpleExecutor):
         :param ready: a probe from :mod:`mirakuru.probes`; ``start()`` returns once it
             holds. Subclasses that override :meth:`after_start_check` leave it out.
         """
+        # The published signature is spelled out again (not *args/**kwargs) so that strict
+        # type checkers still check every argument of Executor(...) in user code.
         if ready is not None and not isinstance(ready, PROBE_TYPES):
             raise TypeError(
                 f"ready must be a probe from mirakuru.probes, got {ready!r} "
