@@ -27,7 +27,7 @@ from typing import IO, Any, NoReturn, Self
 
 from mirakuru.adapter import registry, teardown, tree
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.evaluate import attempt, is_external
+from mirakuru.adapter.evaluate import attempt, is_external, within
 from mirakuru.adapter.inotify import DirectoryWatch, watch_directory
 from mirakuru.adapter.notify import NotifySocket
 from mirakuru.adapter.process import ExitWatch, open_pidfd, spawn
@@ -71,8 +71,6 @@ LOG = logging.getLogger(__name__)
 ENV_UUID = ENV_MARKER
 #: ``errno`` values that mean "the process is already gone" when signalling.
 IGNORED_ERROR_CODES = [errno.ESRCH]
-#: The longest single readiness attempt (a connect, a request) when nothing else bounds it.
-ATTEMPT_CEILING = 60.0
 #: How long to wait for the exit code of a process whose output just ended.
 OUTPUT_END_GRACE = 0.05
 #: How long a kill signal may take to be honoured before we stop waiting (no unbounded waits).
@@ -758,7 +756,7 @@ class Executor(SimpleExecutor):
         if probe is None:
             return False
         budget = Budget.starting_at(monotonic(), self._timeout)
-        return attempt(probe, lambda limit: self._attempt_limit(budget, limit))
+        return attempt(probe, within(budget))
 
     def _occupied_probe(self) -> Probe | None:
         """The probe whose success before start means "already running"."""
@@ -773,15 +771,11 @@ class Executor(SimpleExecutor):
                 "or override after_start_check()"
             )
         budget = self._budget or Budget.unbounded()
-        if attempt(probe, lambda limit: self._attempt_limit(budget, limit), self._seen):
+        if attempt(probe, within(budget), self._seen):
             return True
         if self._output_ended(probe):
             self._fail_output_ended()
         return False
-
-    @staticmethod
-    def _attempt_limit(budget: Budget, attempt_timeout: float | None) -> float:
-        return min(budget.clamp(attempt_timeout, monotonic()), ATTEMPT_CEILING)
 
     def _seen(self, leaf: Banner | SdNotify) -> bool:
         """Whether an event-driven leaf has happened."""

@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, Self
 
 from mirakuru import __version__
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.evaluate import attempt
+from mirakuru.adapter.evaluate import attempt, within
 from mirakuru.adapter.ports import PORT_PLACEHOLDER, fill_port, free_port
 from mirakuru.adapter.waiter import wait_until
 from mirakuru.base import Executor, SimpleExecutor
@@ -396,7 +396,7 @@ def _wait(args: argparse.Namespace, probe: Probe, console: Console) -> tuple[int
     def check() -> bool:
         nonlocal attempts
         attempts += 1
-        return attempt(probe, lambda limit: budget.clamp(limit, monotonic()))
+        return attempt(probe, within(budget))
 
     def render() -> str:
         return f"mirakuru: waiting {monotonic() - began:5.1f} s, attempt {attempts}: {probe!r}"

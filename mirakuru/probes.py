@@ -23,7 +23,7 @@ from __future__ import annotations
 import attrs
 
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.evaluate import attempt, is_external
+from mirakuru.adapter.evaluate import attempt, is_external, within
 from mirakuru.adapter.waiter import wait_until
 from mirakuru.core.budget import Budget
 from mirakuru.core.outcome import Ready
@@ -102,7 +102,7 @@ def wait_for_probe(probe: Probe, timeout: float | None, *, sleep: float | None =
     budget = Budget.starting_at(began, timeout)
 
     def check() -> bool:
-        return attempt(probe, lambda limit: min(budget.clamp(limit, monotonic()), 60.0))
+        return attempt(probe, within(budget))
 
     schedule = PollSchedule(cap=sleep) if sleep is not None else PollSchedule()
     outcome = wait_until(check, budget, schedule, adaptive=sleep is None)

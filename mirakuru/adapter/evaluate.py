@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import ssl
 
+from mirakuru.adapter.clock import monotonic
+from mirakuru.core.budget import Budget
 from mirakuru.core.probes import (
     AllOf,
     AnyOf,
@@ -29,10 +31,34 @@ from mirakuru.core.probes import (
     UnixSocket,
 )
 
-__all__ = ["attempt", "http_ready", "is_external", "pid_file_ready", "tcp_ready", "unix_ready"]
+__all__ = [
+    "ATTEMPT_CEILING",
+    "attempt",
+    "http_ready",
+    "is_external",
+    "pid_file_ready",
+    "tcp_ready",
+    "unix_ready",
+    "within",
+]
 
+#: The longest single attempt (a connect, a request) when nothing else bounds it.
+ATTEMPT_CEILING = 60.0
+
+#: Given an attempt's own time limit (or None), the time it may take.
+Limit = Callable[[float | None], float]
 #: How an executor answers for the probes whose state it keeps itself.
 EventState = Callable[[Banner | SdNotify], bool]
+
+
+def within(budget: Budget, clock: Callable[[], float] = monotonic) -> Limit:
+    """The time one attempt may take under ``budget``: its own limit (if any), clamped to
+    what remains, and never unbounded."""
+
+    def limit(attempt_timeout: float | None) -> float:
+        return min(budget.clamp(attempt_timeout, clock()), ATTEMPT_CEILING)
+
+    return limit
 
 
 def _never(_: Banner | SdNotify) -> bool:
@@ -153,7 +179,7 @@ def is_external(leaf: Leaf) -> bool:
 
 def attempt(
     probe: Probe,
-    limit: Callable[[float | None], float],
+    limit: Limit,
     events: EventState = _never,
 ) -> bool:
     """One attempt at ``probe``: combinators short-circuit in order.
@@ -168,7 +194,7 @@ def attempt(
     return _leaf_ready(probe, limit, events)
 
 
-def _leaf_ready(probe: Leaf, limit: Callable[[float | None], float], events: EventState) -> bool:
+def _leaf_ready(probe: Leaf, limit: Limit, events: EventState) -> bool:
     if isinstance(probe, Banner | SdNotify):
         return events(probe)
     if isinstance(probe, Tcp):
