@@ -21,21 +21,17 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, Self
 
 from mirakuru import __version__
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.evaluate import attempt, within
 from mirakuru.adapter.ports import PORT_PLACEHOLDER, fill_port, free_port
-from mirakuru.adapter.waiter import wait_until
 from mirakuru.base import Executor, SimpleExecutor
 from mirakuru.core import probes
-from mirakuru.core.budget import Budget
-from mirakuru.core.outcome import Ready
 from mirakuru.core.probes import Probe
-from mirakuru.core.schedule import PollSchedule
 from mirakuru.exceptions import (
     ExecutorError,
     OutputEnded,
     ProcessFinishedWithError,
     TimeoutExpired,
 )
+from mirakuru.probes import wait_for_probe
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -390,13 +386,11 @@ def _exit_status(returncode: int) -> int:
 
 def _wait(args: argparse.Namespace, probe: Probe, console: Console) -> tuple[int, dict[str, Any]]:
     began = monotonic()
-    budget = Budget.starting_at(began, args.timeout)
     attempts = 0
 
-    def check() -> bool:
+    def count(attempt_number: int) -> None:
         nonlocal attempts
-        attempts += 1
-        return attempt(probe, within(budget))
+        attempts = attempt_number
 
     def render() -> str:
         return f"mirakuru: waiting {monotonic() - began:5.1f} s, attempt {attempts}: {probe!r}"
@@ -404,14 +398,14 @@ def _wait(args: argparse.Namespace, probe: Probe, console: Console) -> tuple[int
     result: dict[str, Any] = {"probe": repr(probe), "attempts": 0}
     try:
         with SignalGuard().installed(), _ticker(console, render):
-            outcome = wait_until(check, budget, PollSchedule())
+            outcome = wait_for_probe(probe, args.timeout, on_attempt=count)
     except Interrupted as interrupt:
         console.error(f"interrupted after {monotonic() - began:.3f} s")
         result.update(result="interrupted", attempts=attempts, duration=monotonic() - began)
         return SIGNALLED + interrupt.signum, result
     duration = monotonic() - began
     result.update(attempts=attempts, duration=round(duration, 6))
-    if isinstance(outcome, Ready):
+    if outcome.ready:
         console.info(f"ready after {duration:.3f} s ({attempts} attempts): {probe!r}")
         result["result"] = "ready"
         return OK, result

@@ -20,6 +20,8 @@ something else started.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 
 from mirakuru.adapter.clock import monotonic
@@ -86,12 +88,19 @@ class ProbeWait:
     elapsed: float
 
 
-def wait_for_probe(probe: Probe, timeout: float | None, *, sleep: float | None = None) -> ProbeWait:
+def wait_for_probe(
+    probe: Probe,
+    timeout: float | None,
+    *,
+    sleep: float | None = None,
+    on_attempt: Callable[[int], object] | None = None,
+) -> ProbeWait:
     """Try ``probe`` until it holds or ``timeout`` seconds pass (like wait-for-it).
 
     Only probes that need no process of ours can be waited for this way: a banner or
     sd_notify needs an executor. ``sleep`` is the longest pause between attempts
-    (default: adaptive, about 1 ms at first).
+    (default: adaptive, about 1 ms at first). ``on_attempt(n)`` is told of each attempt
+    as it starts, for progress displays.
     """
     internal = [leaf for leaf in leaves(probe) if not is_external(leaf)]
     if internal:
@@ -101,9 +110,15 @@ def wait_for_probe(probe: Probe, timeout: float | None, *, sleep: float | None =
     began = monotonic()
     budget = Budget.starting_at(began, timeout)
 
+    attempts = 0
+
     def check() -> bool:
+        nonlocal attempts
+        attempts += 1
+        if on_attempt is not None:
+            on_attempt(attempts)
         return attempt(probe, within(budget))
 
     schedule = PollSchedule(cap=sleep) if sleep is not None else PollSchedule()
     outcome = wait_until(check, budget, schedule, adaptive=sleep is None)
-    return ProbeWait(isinstance(outcome, Ready), outcome.attempts, monotonic() - began)
+    return ProbeWait(isinstance(outcome, Ready), attempts, monotonic() - began)
