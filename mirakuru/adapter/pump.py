@@ -22,7 +22,6 @@ import select
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable
 
 __all__ = ["TAIL_LINES", "BannerWatch", "OutputPump", "Spool", "StreamPump"]
 
@@ -71,11 +70,10 @@ class Spool:
             self._closed = True
             self._changed.notify_all()
 
-    def read_at(self, position: int, size: int, *, block: bool = True) -> bytes:
+    def read_at(self, position: int, size: int) -> bytes:
         """Up to ``size`` bytes from ``position``; waits for data unless finished."""
         with self._changed:
-            if block:
-                self._changed.wait_for(lambda: self._size > position or self._closed)
+            self._changed.wait_for(lambda: self._size > position or self._closed)
             available = self._size - position
         if available <= 0:
             return b""
@@ -222,7 +220,6 @@ class OutputPump:
         self.streams = {name: StreamPump(name, fd) for name, fd in streams.items()}
         self._thread: threading.Thread | None = None
         self._stop_read, self._stop_write = os.pipe()
-        self.on_data: Callable[[], None] | None = None
 
     @property
     def background(self) -> bool:
@@ -263,9 +260,6 @@ class OutputPump:
                 if not pump.on_readable():
                     poller.unregister(fd)
                     del active[fd]
-                callback = self.on_data
-                if callback is not None:
-                    callback()
 
     def close(self, join_timeout: float = 1.0) -> None:
         """Stop the background thread, close the pipes' read ends; spools stay readable."""

@@ -1,10 +1,14 @@
-"""What a wait ended with, as values the facade turns into transitions and errors."""
+"""What a wait ended with, as values the facade turns into transitions and errors.
+
+A process that exits while we wait is not an outcome of its own: its exit wakes the wait at
+once, and the overridable ``check_subprocess()`` decides what that exit means.
+"""
 
 from __future__ import annotations
 
 import attrs
 
-__all__ = ["Exited", "Outcome", "Ready", "TimedOut"]
+__all__ = ["Outcome", "Ready", "TimedOut"]
 
 
 @attrs.frozen(slots=True)
@@ -15,17 +19,10 @@ class Ready:
 
 
 @attrs.frozen(slots=True)
-class Exited:
-    """The process exited before it was ready, with this return code."""
-
-    returncode: int
-
-
-@attrs.frozen(slots=True)
 class TimedOut:
     """The budget ran out before the check passed."""
 
     attempts: int
 
 
-Outcome = Ready | Exited | TimedOut
+Outcome = Ready | TimedOut

@@ -72,10 +72,6 @@ class PollSchedule:
         """The wait after ``attempt``, never longer than the ``remaining`` budget."""
         return max(0.0, min(self.delay(attempt), remaining))
 
-    def with_cap(self, cap: float) -> PollSchedule:
-        """The same schedule with another cap."""
-        return attrs.evolve(self, cap=cap)
-
     def delays(self) -> Iterator[float]:
         """The infinite sequence of delays, for inspection and tests."""
         attempt = 0

@@ -54,12 +54,6 @@ class TestDelays:
         """The first delay is the first step, or the cap when that is shorter."""
         assert PollSchedule(cap=cap).delay(0) == min(FIRST_DELAY, cap)
 
-    @given(cap=caps)
-    def test_with_cap_changes_only_the_cap(self, cap: float) -> None:
-        """Changing the cap keeps the first step and the growth."""
-        schedule = PollSchedule().with_cap(cap)
-        assert (schedule.cap, schedule.first, schedule.growth) == (cap, FIRST_DELAY, 1.5)
-
     def test_huge_attempt_numbers_are_cheap(self) -> None:
         """A very late attempt still gets the cap, without overflow."""
         assert PollSchedule(cap=0.2).delay(10**9) == 0.2
