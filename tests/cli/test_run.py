@@ -126,19 +126,12 @@ class TestForeground:
     def test_service_dying_on_its_own(self) -> None:
         """A service that exits while running gives status 5."""
         port = free_port()
-        cli = start_cli(
+        # The readiness probe's own connection is the one that makes this service exit.
+        finished = run_cli(
             "run", "--tcp", f"127.0.0.1:{port}", "--", *tcp_server(str(port), exit_after=True)
         )
-        # The readiness probe's own connection is the one that makes this service exit.
-        try:
-            _, stderr = cli.communicate(timeout=CLI_LIMIT)
-        finally:
-            if cli.poll() is None:
-                cli.kill()
-                cli.communicate()
-        assert cli.returncode == 5, stderr
-        assert "exited on its own with code 9" in stderr
-        assert_nothing_left(cli.pid)
+        assert finished.returncode == 5, finished.stderr
+        assert "exited on its own with code 9" in finished.stderr
 
 
 class TestJson:
