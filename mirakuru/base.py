@@ -734,6 +734,11 @@ class Executor(SimpleExecutor):
     @property
     def ready(self) -> Probe | None:
         """The probe that decides readiness, if one was given."""
+        return self._readiness_probe()
+
+    def _readiness_probe(self) -> Probe | None:
+        """The readiness probe, built when it is needed (subclasses derive it from their
+        published attributes, such as ``host`` and ``port``, at call time)."""
         return self._ready
 
     @property
@@ -760,11 +765,11 @@ class Executor(SimpleExecutor):
 
     def _occupied_probe(self) -> Probe | None:
         """The probe whose success before start means "already running"."""
-        return self._ready
+        return self._readiness_probe()
 
     def after_start_check(self) -> bool:
         """True once the started process is ready: the ``ready`` probe, or a subclass's rule."""
-        probe = self._ready
+        probe = self._readiness_probe()
         if probe is None:
             raise NotImplementedError(
                 f"{type(self).__name__} has no readiness check: pass ready=<probe> "
@@ -819,7 +824,7 @@ class Executor(SimpleExecutor):
     # -- wiring the probe into the process ----------------------------------------------------
 
     def _spawn(self) -> None:
-        probe = self._ready
+        probe = self._readiness_probe()
         self._close_notify()
         if probe is not None and any(isinstance(leaf, SdNotify) for leaf in probe_leaves(probe)):
             self._notify = NotifySocket(self._note_status)
@@ -854,7 +859,7 @@ class Executor(SimpleExecutor):
     def _poll_schedule(self) -> tuple[PollSchedule, bool]:
         # Output and sd_notify readiness can only change when the child writes or exits,
         # and both wake the waiter at once: timed checks are a mere safety net then.
-        probe = self._ready
+        probe = self._readiness_probe()
         event_driven = (
             probe is not None
             and type(self).after_start_check is Executor.after_start_check
@@ -866,11 +871,12 @@ class Executor(SimpleExecutor):
 
     def _wait_hints(self) -> list[DirectoryWatch]:
         # Pid files and unix sockets appear in a directory: watch it rather than poll fast.
-        if self._ready is None:
+        probe = self._readiness_probe()
+        if probe is None:
             return []
         by_directory = {
             os.path.dirname(os.path.abspath(leaf.path)): leaf.path
-            for leaf in probe_leaves(self._ready)
+            for leaf in probe_leaves(probe)
             if isinstance(leaf, PidFile | UnixSocket)
         }
         watches = [watch_directory(path) for path in by_directory.values()]
@@ -896,7 +902,7 @@ class Executor(SimpleExecutor):
         """Spawn the process and wait until it is ready; raise if it cannot become so."""
         with self._lock:
             if self.process is None:
-                if self._ready is None and (
+                if self._readiness_probe() is None and (
                     type(self).after_start_check is Executor.after_start_check
                 ):
                     self.after_start_check()  # raises NotImplementedError before spawning
