@@ -78,12 +78,16 @@ class TestConcurrentStart:
         second = _needs_file(tmp_path / "first")
         assert_gone.extend([first, second])
         stopped: list[str] = []
-        for label, executor in (("first", first), ("second", second)):
-            executor.add_listener(
-                lambda change, label=label: (
-                    stopped.append(label) if change.dest is State.STOPPED else None
-                )
-            )
+
+        def recorder(label: str) -> Callable[[StateChange], None]:
+            def record(change: StateChange) -> None:
+                if change.dest is State.STOPPED:
+                    stopped.append(label)
+
+            return record
+
+        first.add_listener(recorder("first"))
+        second.add_listener(recorder("second"))
         group = ExecutorGroup(first, second, after={second: [first]})
         group.start().stop()
         assert stopped == ["second", "first"]
