@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from mirakuru import Executor, ProcessExitedWithError, SimpleExecutor, State, StateChange, probes
+from mirakuru import (
+    Executor,
+    OutputEnded,
+    ProcessExitedWithError,
+    SimpleExecutor,
+    State,
+    StateChange,
+    probes,
+)
 from mirakuru.group import ExecutorGroup, start_all
 
 
@@ -140,7 +148,7 @@ class TestFailFast:
         assert_gone.extend([broken, slow, up, waiting])
         group = ExecutorGroup(up, slow)
         group.add(broken, after=[up]).add(waiting, after=[broken])
-        with pytest.raises(ProcessExitedWithError) as caught:
+        with pytest.raises((ProcessExitedWithError, OutputEnded)) as caught:
             group.start()
         assert caught.value.executor is broken
         assert waiting.process is None  # never started: its dependency failed
