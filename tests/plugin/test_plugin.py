@@ -191,8 +191,17 @@ class TestFailureReport:
         result = pytester.runpytest_subprocess()
         result.assert_outcomes(errors=1)
         result.stdout.fnmatch_lines(
-            ["*- mirakuru: broken -*", "state: failed", "*starting -> failed*", "*cannot bind *"]
+            [
+                "E * has exited with a non-zero code: 3.",
+                "E *?stderr? cannot bind *",
+                "*- mirakuru: broken -*",
+                "state: failed",
+                "*starting -> failed*",
+                "output tail: (shown in the error above)",
+            ]
         )
+        assert result.stdout.str().count("[stderr] cannot bind") == 1
+        assert "pytest_plugin" not in result.stdout.str()
 
     def test_passing_and_unrelated_tests_get_no_section(self, project: pytest.Pytester) -> None:
         """Only failed tests that use a service get a section."""

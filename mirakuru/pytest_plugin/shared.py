@@ -1,0 +1,215 @@
+"""One service for every pytest-xdist worker of a run: the first starts it, the last stops it.
+
+State lives in a directory under the run's shared temporary root. An ``fcntl`` lock
+serialises start and stop; each worker using the service holds a lease file named after its
+PID and process start time, so a crashed worker's lease is recognised as dead. Only the
+worker that started the service (the owner) ever signals it; the watchdog registered at
+start covers an owner that is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mirakuru.base import SimpleExecutor
+    from mirakuru.core.lifecycle import State, StateChange
+
+__all__ = ["Share", "SharedService", "SharedServiceGone"]
+
+#: How often a waiting worker looks at the lock or the leases again.
+_RECHECK = 0.02
+
+
+class SharedServiceGone(RuntimeError):
+    """The worker that started a shared service is gone, and the service with it."""
+
+
+def _identity(pid: int) -> float | None:
+    """The start time of process ``pid``, or None when no such process runs."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(process.create_time())
+    except psutil.Error:
+        return None
+
+
+def _alive(pid: int, started: float) -> bool:
+    identity = _identity(pid)
+    return identity is not None and abs(identity - started) < 0.01
+
+
+class SharedService:
+    """A read-only view of a shared service another worker started: it never signals it."""
+
+    def __init__(self, name: str, data: dict[str, Any]) -> None:
+        self.name = name
+        self.command: str = data["command"]
+        self.port: int | None = data["port"]
+        self.pid: int = data["pid"]
+        self.owner_pid: int = data["owner_pid"]
+        self._data = data
+
+    @property
+    def state(self) -> State:
+        """``running`` while the owner's process is alive, ``failed`` once it is gone."""
+        from mirakuru.core.lifecycle import State
+
+        return State.RUNNING if self.running() else State.FAILED
+
+    @property
+    def history(self) -> tuple[StateChange, ...]:
+        """Kept by the owner worker only."""
+        return ()
+
+    def running(self) -> bool:
+        """Whether the service's process is still the one the owner started."""
+        return _alive(self.pid, self._data["pid_started"])
+
+    def output_tail(self) -> list[str]:
+        """The owner's output tail as it was when the service became ready."""
+        return list(self._data.get("tail", ()))
+
+    def __repr__(self) -> str:
+        return (
+            f"<SharedService {self.name!r}: {self.command!r} pid {self.pid},"
+            f" started by pid {self.owner_pid}>"
+        )
+
+
+class Share:
+    """This worker's hold on one shared service (as its owner, or attached to it)."""
+
+    def __init__(self, root: Path, name: str, lock_timeout: float, drain_timeout: float) -> None:
+        self.root = root / name
+        self.name = name
+        self.lock_timeout = lock_timeout
+        self.drain_timeout = drain_timeout
+        self.executor: SimpleExecutor | None = None
+        self.view: SharedService | None = None
+        started = _identity(os.getpid())
+        self._lease = self.root / "leases" / f"{os.getpid()}-{started!r}"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "lock", "a") as handle:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"shared service {self.name!r}: lock {self.root / 'lock'} still"
+                            f" held after {self.lock_timeout} s"
+                        ) from None
+                    # Another worker holds the lock while it starts or stops the service.
+                    threading.Event().wait(_RECHECK)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads((self.root / "service.json").read_text())
+        except FileNotFoundError:
+            return None
+        return data
+
+    def _write(self, data: dict[str, Any]) -> None:
+        partial = self.root / "service.json.partial"
+        partial.write_text(json.dumps(data))
+        partial.replace(self.root / "service.json")
+
+    def acquire(self, start: Callable[[], SimpleExecutor]) -> SimpleExecutor | SharedService:
+        """Attach to the running service, or start it (under the lock) and own it."""
+        __tracebackhide__ = True
+        with self._locked():
+            data = self._read()
+            if data is not None and data["status"] == "running":
+                view = SharedService(self.name, data)
+                if not _alive(data["owner_pid"], data["owner_started"]) or not view.running():
+                    raise SharedServiceGone(
+                        f"shared service {self.name!r} (pid {data['pid']}) was started by"
+                        f" worker {data['owner_worker']} (pid {data['owner_pid']}), which is"
+                        " gone; the service went with it. Earlier errors of that worker say why."
+                    )
+                self._take_lease()
+                self.view = view
+                return view
+            self._take_lease()
+            try:
+                executor = start()
+            except BaseException:
+                self._lease.unlink(missing_ok=True)
+                raise
+            self.executor = executor
+            process = executor.process
+            pid = process.pid if process is not None else -1
+            self._write(
+                {
+                    "status": "running",
+                    "command": executor.command,
+                    "port": getattr(executor, "port", None),
+                    "pid": pid,
+                    "pid_started": _identity(pid) if pid > 0 else None,
+                    "owner_pid": os.getpid(),
+                    "owner_started": _identity(os.getpid()),
+                    "owner_worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+                    "tail": executor.output_tail(),
+                }
+            )
+            return executor
+
+    def _take_lease(self) -> None:
+        self._lease.parent.mkdir(parents=True, exist_ok=True)
+        self._lease.touch()
+
+    def _others(self) -> list[Path]:
+        """Leases of other workers that are still alive."""
+        live = []
+        for lease in (self.root / "leases").iterdir():
+            if lease == self._lease:
+                continue
+            pid, _, started = lease.name.partition("-")
+            with contextlib.suppress(ValueError):
+                if _alive(int(pid), float(started)):
+                    live.append(lease)
+        return live
+
+    def release(self) -> None:
+        """Give the lease back; the owner first waits (bounded) for the others, then stops."""
+        __tracebackhide__ = True
+        if self.executor is None:
+            self._lease.unlink(missing_ok=True)
+            return
+        executor = self.executor
+        (self.root / "draining").touch()
+        deadline = time.monotonic() + self.drain_timeout
+        while True:
+            with self._locked():
+                done = not self._others() or not executor.running()
+                if done or time.monotonic() > deadline:
+                    data = self._read() or {}
+                    self._write({**data, "status": "stopped"})
+                    self._lease.unlink(missing_ok=True)
+                    (self.root / "draining").unlink(missing_ok=True)
+                    executor.stop()
+                    return
+            # Other workers still hold leases; their sessions end on their own schedule.
+            threading.Event().wait(_RECHECK * 5)
