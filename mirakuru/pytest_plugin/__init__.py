@@ -36,6 +36,8 @@ _OWN_FIXTURES = ("mirakuru_services", "request", "tmp_path_factory")
 
 #: Per run: fixture name -> the executor (or shared view) it provided last.
 _SERVICES = pytest.StashKey[dict[str, Any]]()
+#: Whether a conftest declared a service shared across xdist workers.
+_SHARED_DECLARED: list[bool] = []
 #: Per test: the executors already running when its setup began.
 _RUNNING_BEFORE = pytest.StashKey[set[int]]()
 
@@ -210,6 +212,8 @@ def service_fixture(
     arguments including ``command``. With ``shared=True`` every pytest-xdist worker of a
     run uses one instance: the first starts it, the last to finish stops it.
     """
+    if shared:
+        _SHARED_DECLARED.append(True)
     spec = _Spec(
         command,
         ready,
@@ -237,7 +241,7 @@ def service_fixture(
             from mirakuru.pytest_plugin.shared import Share
 
             share = Share(
-                _run_root(tmp_path_factory) / "mirakuru-shared",
+                _shared_root(tmp_path_factory),
                 fixture,
                 lock_timeout=(spec.options["timeout"] or 600) + 60,
                 drain_timeout=600,
@@ -352,6 +356,49 @@ def _run_root(factory: pytest.TempPathFactory) -> Path:
     """A directory shared by every worker of this run (xdist workers' basetemps are siblings)."""
     basetemp = factory.getbasetemp()
     return basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+
+
+def _shared_root(factory: pytest.TempPathFactory) -> Path:
+    return _run_root(factory) / "mirakuru-shared"
+
+
+def _xdist_factory(config: pytest.Config) -> pytest.TempPathFactory | None:
+    """This worker's temp path factory, when it is an xdist worker of a run sharing services."""
+    if not (_SHARED_DECLARED and os.environ.get("PYTEST_XDIST_WORKER")):
+        return None
+    factory: pytest.TempPathFactory | None = getattr(config, "_tmp_path_factory", None)
+    return factory
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """An xdist worker announces itself, so a shared service's owner waits for it."""
+    factory = _xdist_factory(session.config)
+    if factory is not None:
+        from mirakuru.pytest_plugin.shared import arrive
+
+        arrive(_shared_root(factory))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    """After its last test a worker leaves, before its session fixtures are torn down."""
+    __tracebackhide__ = True
+    if nextitem is None:
+        _leave(item.config)
+    return (yield)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A worker that ran no test leaves too."""
+    _leave(session.config)
+
+
+def _leave(config: pytest.Config) -> None:
+    factory = _xdist_factory(config)
+    if factory is not None:
+        from mirakuru.pytest_plugin.shared import leave
+
+        leave(_shared_root(factory))
 
 
 def _reservations(factory: pytest.TempPathFactory) -> Path:

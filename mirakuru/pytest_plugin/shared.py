@@ -1,10 +1,11 @@
 """One service for every pytest-xdist worker of a run: the first starts it, the last stops it.
 
 State lives in a directory under the run's shared temporary root. An ``fcntl`` lock
-serialises start and stop; each worker using the service holds a lease file named after its
-PID and process start time, so a crashed worker's lease is recognised as dead. Only the
-worker that started the service (the owner) ever signals it; the watchdog registered at
-start covers an owner that is killed.
+serialises start and stop. Each worker holds a presence file (named after its PID and
+process start time, so a crashed worker's is recognised as dead) from session start until
+its last test is done; the owner stops the service once no other live worker holds one.
+Only the worker that started the service (the owner) ever signals it; the watchdog
+registered at start covers an owner that is killed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from mirakuru.base import SimpleExecutor
     from mirakuru.core.lifecycle import State, StateChange
 
-__all__ = ["Share", "SharedService", "SharedServiceGone"]
+__all__ = ["Share", "SharedService", "SharedServiceGone", "arrive", "leave"]
 
 #: How often a waiting worker looks at the lock or the leases again.
 _RECHECK = 0.02
@@ -49,6 +50,22 @@ def _identity(pid: int) -> float | None:
 def _alive(pid: int, started: float) -> bool:
     identity = _identity(pid)
     return identity is not None and abs(identity - started) < 0.01
+
+
+def _presence(shared_root: Path) -> Path:
+    return shared_root / "workers" / f"{os.getpid()}-{_identity(os.getpid())!r}"
+
+
+def arrive(shared_root: Path) -> None:
+    """Say that this worker may still use shared services (at its session start)."""
+    presence = _presence(shared_root)
+    presence.parent.mkdir(parents=True, exist_ok=True)
+    presence.touch()
+
+
+def leave(shared_root: Path) -> None:
+    """Say that this worker runs no more tests (before its session fixtures are torn down)."""
+    _presence(shared_root).unlink(missing_ok=True)
 
 
 class SharedService:
@@ -93,14 +110,14 @@ class Share:
     """This worker's hold on one shared service (as its owner, or attached to it)."""
 
     def __init__(self, root: Path, name: str, lock_timeout: float, drain_timeout: float) -> None:
+        self.shared_root = root
         self.root = root / name
         self.name = name
         self.lock_timeout = lock_timeout
         self.drain_timeout = drain_timeout
         self.executor: SimpleExecutor | None = None
         self.view: SharedService | None = None
-        started = _identity(os.getpid())
-        self._lease = self.root / "leases" / f"{os.getpid()}-{started!r}"
+        self._own = _presence(root)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -149,15 +166,9 @@ class Share:
                         f" worker {data['owner_worker']} (pid {data['owner_pid']}), which is"
                         " gone; the service went with it. Earlier errors of that worker say why."
                     )
-                self._take_lease()
                 self.view = view
                 return view
-            self._take_lease()
-            try:
-                executor = start()
-            except BaseException:
-                self._lease.unlink(missing_ok=True)
-                raise
+            executor = start()
             self.executor = executor
             process = executor.process
             pid = process.pid if process is not None else -1
@@ -176,15 +187,12 @@ class Share:
             )
             return executor
 
-    def _take_lease(self) -> None:
-        self._lease.parent.mkdir(parents=True, exist_ok=True)
-        self._lease.touch()
-
     def _others(self) -> list[Path]:
-        """Leases of other workers that are still alive."""
+        """Presence files of other workers that are still alive."""
         live = []
-        for lease in (self.root / "leases").iterdir():
-            if lease == self._lease:
+        folder = self.shared_root / "workers"
+        for lease in folder.iterdir() if folder.exists() else ():
+            if lease == self._own:
                 continue
             pid, _, started = lease.name.partition("-")
             with contextlib.suppress(ValueError):
@@ -193,10 +201,9 @@ class Share:
         return live
 
     def release(self) -> None:
-        """Give the lease back; the owner first waits (bounded) for the others, then stops."""
+        """Attached: nothing. The owner waits (bounded) for the other workers, then stops."""
         __tracebackhide__ = True
         if self.executor is None:
-            self._lease.unlink(missing_ok=True)
             return
         executor = self.executor
         (self.root / "draining").touch()
@@ -207,9 +214,8 @@ class Share:
                 if done or time.monotonic() > deadline:
                     data = self._read() or {}
                     self._write({**data, "status": "stopped"})
-                    self._lease.unlink(missing_ok=True)
                     (self.root / "draining").unlink(missing_ok=True)
                     executor.stop()
                     return
-            # Other workers still hold leases; their sessions end on their own schedule.
+            # Other workers still run tests; their sessions end on their own schedule.
             threading.Event().wait(_RECHECK * 5)
