@@ -237,7 +237,7 @@ def service_fixture(
         share = None
         if provided is not None:
             known[fixture] = provided
-        elif spec.shared and os.environ.get("PYTEST_XDIST_WORKER"):
+        elif spec.shared and _is_worker(request.config):
             from mirakuru.pytest_plugin.shared import Share
 
             share = Share(
@@ -305,7 +305,7 @@ class Services:
                 spec = getattr(definitions[-1].func, "_mirakuru_spec", None)
                 if spec is None or definitions[-1].scope != "session":
                     continue
-                if spec.shared and os.environ.get("PYTEST_XDIST_WORKER"):
+                if spec.shared and _is_worker(request.config):
                     continue  # started under the run-wide lock instead
                 wanted.setdefault(id(spec), (fixture, spec))
         if len(wanted) < 2:
@@ -352,6 +352,11 @@ def mirakuru_services(request: pytest.FixtureRequest) -> Generator[Services]:
         services._stop_unclaimed()
 
 
+def _is_worker(config: pytest.Config) -> bool:
+    """Whether this process is a pytest-xdist worker (its environment may be inherited)."""
+    return hasattr(config, "workerinput")
+
+
 def _run_root(factory: pytest.TempPathFactory) -> Path:
     """A directory shared by every worker of this run (xdist workers' basetemps are siblings)."""
     basetemp = factory.getbasetemp()
@@ -364,7 +369,7 @@ def _shared_root(factory: pytest.TempPathFactory) -> Path:
 
 def _xdist_factory(config: pytest.Config) -> pytest.TempPathFactory | None:
     """This worker's temp path factory, when it is an xdist worker of a run sharing services."""
-    if not (_SHARED_DECLARED and os.environ.get("PYTEST_XDIST_WORKER")):
+    if not (_SHARED_DECLARED and _is_worker(config)):
         return None
     factory: pytest.TempPathFactory | None = getattr(config, "_tmp_path_factory", None)
     return factory

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import psutil
 import pytest
 
@@ -70,9 +72,13 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
 
 def _assert_stopped(pytester: pytest.Pytester) -> None:
     for pid in _starts(pytester):
-        assert wait_until(lambda pid=pid: not psutil.pid_exists(pid), 5.0), (
+        assert wait_until(functools.partial(_gone, pid), 5.0), (
             f"the shared service (pid {pid}) outlived the run"
         )
+
+
+def _gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid)
 
 
 class TestSharedAcrossWorkers:
