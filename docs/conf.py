@@ -73,6 +73,9 @@ api_coverage_modules = [
     "mirakuru.core.schedule",
     "mirakuru.core.probes",
     "mirakuru.pytest_plugin",
+    "mirakuru.pytest_plugin.shared",
+    "mirakuru.group",
+    "mirakuru.ports",
 ]
 
 # Every example runs real processes. The setup gives examples a scratch directory and a

@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mirakuru import probes
+    from mirakuru import ports, probes
     from mirakuru.base import Executor, SimpleExecutor
     from mirakuru.core.lifecycle import IllegalTransition, State, StateChange, Trigger
     from mirakuru.exceptions import (
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         ProcessFinishedWithError,
         TimeoutExpired,
     )
+    from mirakuru.group import ExecutorGroup, start_all
     from mirakuru.http import HTTPExecutor
     from mirakuru.output import OutputExecutor
     from mirakuru.pid import PidExecutor
@@ -39,6 +40,7 @@ _HOMES = {
     "ExecutableNotFound": "mirakuru.exceptions",
     "Executor": "mirakuru.base",
     "ExecutorError": "mirakuru.exceptions",
+    "ExecutorGroup": "mirakuru.group",
     "HTTPExecutor": "mirakuru.http",
     "IllegalTransition": "mirakuru.core.lifecycle",
     "InvalidCommand": "mirakuru.exceptions",
@@ -54,6 +56,7 @@ _HOMES = {
     "TimeoutExpired": "mirakuru.exceptions",
     "Trigger": "mirakuru.core.lifecycle",
     "UnixSocketExecutor": "mirakuru.unixsocket",
+    "start_all": "mirakuru.group",
 }
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "ExecutableNotFound",
     "Executor",
     "ExecutorError",
+    "ExecutorGroup",
     "HTTPExecutor",
     "IllegalTransition",
     "InvalidCommand",
@@ -76,13 +80,15 @@ __all__ = [
     "TimeoutExpired",
     "Trigger",
     "UnixSocketExecutor",
+    "ports",
     "probes",
+    "start_all",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "probes":
-        return importlib.import_module("mirakuru.probes")
+    if name in ("ports", "probes"):
+        return importlib.import_module(f"mirakuru.{name}")
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'mirakuru' has no attribute {name!r}")

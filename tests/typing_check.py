@@ -20,6 +20,9 @@ from mirakuru import (
     TimeoutExpired,
     Trigger,
 )
+from mirakuru.group import ExecutorGroup, start_all
+from mirakuru.ports import free_port
+from mirakuru.pytest_plugin import Service
 
 
 class FileService(Executor):
@@ -100,3 +103,20 @@ def constructors() -> None:
     SimpleExecutor(["sleep", "1"], None, False, 10, 0.1)
     SimpleExecutor(("sleep", "1"), timeout=None, envvars={"A": "b"}, stderr=subprocess.PIPE)
     SimpleExecutor("sleep 1", sig_stop=2, sig_kill=9, exp_sig=2)
+
+
+def test_with_a_service(web: Service) -> None:
+    """A test annotated with the plugin's Service type reads the port and the tail."""
+    assert_type(web.port, int | None)
+    assert_type(web.state, State)
+    assert_type(web.output_tail(), list[str])
+    port: int = web.port or free_port()
+    assert port > 0
+
+
+def groups(first: SimpleExecutor, second: Executor) -> None:
+    """The group API keeps the executors and chains like they do."""
+    group = start_all(first, second, after={second: [first]})
+    assert_type(group, ExecutorGroup)
+    with ExecutorGroup(first).add(second, after=[first]) as started:
+        assert_type(started, ExecutorGroup)
