@@ -42,3 +42,20 @@ class TestFillPort:
     def test_fill(self, text: str, port: int | None, expected: str) -> None:
         """The placeholder becomes the port; other braces stay as they are."""
         assert fill_port(text, port) == expected
+
+
+class TestPublicPorts:
+    """``mirakuru.ports`` is the documented home of the free-port helpers."""
+
+    def test_run_reservations_under_the_basetemp(
+        self, tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        """Claims go to a directory of this run; chosen ports are claimed there."""
+        from mirakuru import ports
+
+        directory = ports.run_reservations(tmp_path_factory)
+        assert directory.name == "mirakuru-ports"
+        basetemp = tmp_path_factory.getbasetemp()
+        assert directory.parent in (basetemp, basetemp.parent)
+        port = ports.free_port(directory)
+        assert (directory / str(port)).exists()

@@ -281,3 +281,38 @@ class TestServiceThatDied:
             ["*- mirakuru: svc -*", "the service exited with code 7 at +* s", "*?stdout? going"]
         )
         _assert_all_gone(project)
+
+
+class TestTimeoutReport:
+    """A service that never gets ready is reported with its output once, stderr included."""
+
+    def test_tail_once_with_stderr(self, pytester: pytest.Pytester) -> None:
+        """The error carries the tail (stderr captured by default); the section points to it."""
+        pytester.makeconftest(
+            """
+            import sys
+            from mirakuru import probes
+            from mirakuru.pytest_plugin import service_fixture
+
+            slow = service_fixture(
+                [sys.executable, "-c",
+                 "import sys, time; print('still booting', file=sys.stderr, flush=True);"
+                 " time.sleep(60)"],
+                ready=probes.banner("^never$"),
+                timeout=1,
+            )
+            """
+        )
+        pytester.makepyfile("def test_needs_it(slow):\n    pass\n")
+        result = pytester.runpytest_subprocess("-p", "no:randomly")
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(
+            [
+                "E *TimeoutExpired*",
+                "E *?stderr? still booting",
+                "*- mirakuru: slow -*",
+                "output tail: (shown in the error above)",
+            ]
+        )
+        assert result.stdout.str().count("[stderr] still booting") == 1
+        assert "pytest_plugin" not in result.stdout.str()
