@@ -301,12 +301,18 @@ class Services:
         wanted: dict[int, tuple[str, _Spec]] = {}
         for item in request.session.items:
             info = getattr(item, "_fixtureinfo", None)
-            for fixture, definitions in getattr(info, "name2fixturedefs", {}).items():
-                spec = getattr(definitions[-1].func, "_mirakuru_spec", None)
-                if spec is None or definitions[-1].scope != "session":
+            definitions = getattr(info, "name2fixturedefs", {})
+            for fixture, chain in definitions.items():
+                spec = getattr(chain[-1].func, "_mirakuru_spec", None)
+                if spec is None or chain[-1].scope != "session":
                     continue
                 if spec.shared and _is_worker(request.config):
                     continue  # started under the run-wide lock instead
+                if not all(
+                    name in definitions and definitions[name][-1].scope == "session"
+                    for name in spec.dependencies
+                ):
+                    continue  # e.g. it takes ``request``: its own fixture builds it
                 wanted.setdefault(id(spec), (fixture, spec))
         if len(wanted) < 2:
             return  # nothing to overlap: the fixture starts its service as usual
@@ -316,8 +322,8 @@ class Services:
             try:
                 dependencies = {name: request.getfixturevalue(name) for name in spec.dependencies}
                 executor = spec.build(dependencies, _reservations(factory))
-            except Exception:  # noqa: S112 - the fixture itself reports this later
-                continue
+            except (Exception, pytest.skip.Exception, pytest.fail.Exception):  # noqa: S112
+                continue  # the service's own fixture meets (and reports) this again
             executors[executor] = (key, fixture)
         known = _services(request.config)
         group = ExecutorGroup(*executors)

@@ -206,6 +206,44 @@ class TestParallelStart:
         result.assert_outcomes(errors=1, deselected=1)
         result.stdout.fnmatch_lines(["*TimeoutExpired*"])
 
+    def test_a_skipping_dependency_skips_only_its_service(self, pytester: pytest.Pytester) -> None:
+        """Starting together does not turn one service's skip into the others' error."""
+        pytester.makeconftest(
+            """
+            import sys
+            import pytest
+            from mirakuru import probes
+            from mirakuru.pytest_plugin import service_fixture
+
+            UP = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"]
+
+            @pytest.fixture(scope="session")
+            def missing_tool():
+                pytest.skip("the tool is not installed")
+
+            def needs_tool(missing_tool):
+                return UP
+
+            def takes_request(request):
+                return UP
+
+            plain = service_fixture(UP, probes.banner("^up$"))
+            tooled = service_fixture(needs_tool, probes.banner("^up$"))
+            asking = service_fixture(takes_request, probes.banner("^up$"))
+            """
+        )
+        pytester.makepyfile(
+            """
+            def test_plain(plain, asking):
+                assert plain.running() and asking.running()
+
+            def test_tooled(tooled):
+                pass
+            """
+        )
+        result = pytester.runpytest_subprocess("-p", "no:randomly")
+        result.assert_outcomes(passed=1, skipped=1)
+
 
 class TestHandStartedExecutors:
     """Executors a test or its fixture starts by hand are described when it fails."""
