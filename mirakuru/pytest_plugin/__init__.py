@@ -36,6 +36,9 @@ _OWN_FIXTURES = ("mirakuru_services", "request", "tmp_path_factory")
 
 #: Per run: fixture name -> the executor (or shared view) it provided last.
 _SERVICES = pytest.StashKey[dict[str, Any]]()
+#: The longest the owner of a shared service waits for the other workers' tests to end. A
+#: crashed or killed worker no longer counts, so this only bounds a hung one.
+_LAST_WORKER_WAIT = 6 * 3600.0
 #: Whether a conftest declared a service shared across xdist workers.
 _SHARED_DECLARED: list[bool] = []
 #: Per test: the executors already running when its setup began.
@@ -244,7 +247,7 @@ def service_fixture(
                 _shared_root(tmp_path_factory),
                 fixture,
                 lock_timeout=(spec.options["timeout"] or 600) + 60,
-                drain_timeout=600,
+                drain_timeout=_LAST_WORKER_WAIT,
             )
 
             def start() -> SimpleExecutor:
