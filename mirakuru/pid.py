@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from mirakuru.base import Executor
-from mirakuru.core.probes import pid_file
+from mirakuru.core.probes import Probe, pid_file
 
 __all__ = ["PidExecutor"]
 
@@ -14,8 +14,8 @@ __all__ = ["PidExecutor"]
 class PidExecutor(Executor):
     """Ready once ``filename`` exists (daemons write their pid file once they are up).
 
-    If the file exists before the process starts, ``start()`` raises
-    :class:`AlreadyRunning`: a stale pid file is worth noticing.
+    ``filename`` is read each time a check runs. If the file exists before the process
+    starts, ``start()`` raises :class:`AlreadyRunning`: a stale pid file is worth noticing.
     """
 
     def __init__(
@@ -27,7 +27,14 @@ class PidExecutor(Executor):
         """Describe the process and the file; other arguments as for :class:`Executor`."""
         if not filename:
             raise ValueError(f"PidExecutor needs a filename to wait for, got {filename!r}")
-        probe = pid_file(filename)
-        self.filename = probe.path
-        kwargs.setdefault("ready", probe)
+        self.filename = filename
+        self._explicit_ready = kwargs.get("ready") is not None
         super().__init__(command, **kwargs)
+
+    def _readiness_probe(self) -> Probe | None:
+        if self._explicit_ready:
+            return super()._readiness_probe()
+        try:
+            return pid_file(self.filename)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{type(self).__name__}.{error}") from None

@@ -6,13 +6,17 @@ import os
 from typing import Any
 
 from mirakuru.base import Executor
-from mirakuru.core.probes import unix_socket
+from mirakuru.core.probes import Probe, unix_socket
 
 __all__ = ["UnixSocketExecutor"]
 
 
 class UnixSocketExecutor(Executor):
-    """Ready once the unix stream socket at ``socket_name`` accepts a connection."""
+    """Ready once the unix stream socket at ``socket`` accepts a connection.
+
+    The path is given as ``socket_name`` and kept, as published, in ``self.socket``,
+    which is read each time a check runs.
+    """
 
     def __init__(
         self,
@@ -21,7 +25,15 @@ class UnixSocketExecutor(Executor):
         **kwargs: Any,
     ) -> None:
         """Describe the process and the socket; other arguments as for :class:`Executor`."""
-        probe = unix_socket(socket_name)
-        self.socket = probe.path
-        kwargs.setdefault("ready", probe)
+        self.socket = socket_name
+        self._explicit_ready = kwargs.get("ready") is not None
         super().__init__(command, **kwargs)
+
+    def _readiness_probe(self) -> Probe | None:
+        if self._explicit_ready:
+            return super()._readiness_probe()
+        try:
+            return unix_socket(self.socket)
+        except (TypeError, ValueError) as error:
+            message = str(error).replace("socket_name", "socket", 1)
+            raise type(error)(f"{type(self).__name__}.{message}") from None

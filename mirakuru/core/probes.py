@@ -186,8 +186,10 @@ def _check_port(port: object) -> int:
 
 def tcp(host: str, port: int) -> Tcp:
     """A probe that connects to ``host``:``port`` (IPv4 or IPv6)."""
-    if not isinstance(host, str) or not host:
-        raise ValueError(f"host must be a non-empty str, got {host!r}")
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, got {host!r} ({type(host).__name__})")
+    if not host.strip("[]"):
+        raise ValueError(f"host must be a non-empty host name or address, got {host!r}")
     return Tcp(host.strip("[]"), _check_port(port))
 
 
@@ -246,7 +248,8 @@ def http(
         _pairs("headers", headers) or (),
         _pairs("payload", payload),
         status_pattern(status),
-        request_timeout,
+        # 0 was the published spelling of "no limit of its own": the rest of the budget.
+        request_timeout or None,
         ssl_context,
     )
 
