@@ -384,8 +384,12 @@ def _xdist_factory(config: pytest.Config) -> pytest.TempPathFactory | None:
     return factory
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """An xdist worker announces itself, so a shared service's owner waits for it."""
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """An xdist worker announces itself, so a shared service's owner waits for it.
+
+    After collection every conftest is loaded, and xdist sends no test to any worker
+    before all of them have collected, so no owner can miss a worker.
+    """
     factory = _xdist_factory(session.config)
     if factory is not None:
         from mirakuru.pytest_plugin.shared import arrive

@@ -114,6 +114,19 @@ class TestSharedAcrossWorkers:
         assert len({port for _, _, port, _ in uses}) == 1
         _assert_stopped(project)
 
+    def test_declared_in_a_subdirectory_conftest(
+        self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A conftest loaded during collection still makes the owner wait for every worker."""
+        monkeypatch.setenv("RECORDS", str(pytester.path))
+        sub = pytester.mkpydir("sub")
+        (sub / "conftest.py").write_text(CONFTEST)
+        (sub / "test_sub.py").write_text("def test_use(db):\n    assert db.port\n")
+        result = pytester.runpytest_subprocess("-n", "2", "--dist", "each")
+        result.assert_outcomes(passed=2)
+        assert len(_starts(pytester)) == 1
+        _assert_stopped(pytester)
+
     def test_a_crashed_worker_does_not_keep_it_alive(self, project: pytest.Pytester) -> None:
         """An attached worker that dies (os._exit) leaves a dead lease, which is ignored."""
         project.makepyfile(
