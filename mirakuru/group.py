@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import signal
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
+
+from mirakuru.adapter.process import send_signal
 
 if TYPE_CHECKING:
     from mirakuru.base import SimpleExecutor
@@ -144,9 +147,15 @@ class ExecutorGroup:
             process = executor.process
             if process is None:
                 continue
-            # An unreaped child's PID cannot be reused, and Popen will not signal a reaped one.
+            # Not executor.kill(): start() holds the executor's lock. Only the leader is
+            # signalled (through its pidfd: no recycled PID), and start() then cleans up its
+            # tree as after any death during start-up.
+            pidfd = getattr(executor, "_pidfd", None)
             with contextlib.suppress(OSError):
-                process.kill()
+                if pidfd is not None:
+                    send_signal(pidfd, process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
             cut.add(executor)
         return cut
 

@@ -136,6 +136,11 @@ class _Spec:
         options = dict(self.options)
         if isinstance(made, Mapping):
             made = dict(made)
+            if "command" not in made:
+                raise TypeError(
+                    f"the service factory {self.factory.__qualname__} returned {made!r},"
+                    " which has no 'command'"
+                )
             command = made.pop("command")
             ready = made.pop("ready", self.ready)
             options.update(made)
