@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import select
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import ssl
 
+from mirakuru.adapter import sockdiag
 from mirakuru.adapter.clock import monotonic
 from mirakuru.core.budget import Budget
 from mirakuru.core.probes import (
@@ -37,6 +39,7 @@ __all__ = [
     "http_ready",
     "is_external",
     "pid_file_ready",
+    "settled",
     "tcp_ready",
     "unix_ready",
     "within",
@@ -44,6 +47,13 @@ __all__ = [
 
 #: The longest single attempt (a connect, a request) when nothing else bounds it.
 ATTEMPT_CEILING = 60.0
+
+#: How long a connection may wait in the accept queue of a program that never accepts
+#: before it counts as ready anyway (what a never-accepting server pays, once).
+ACCEPT_WAIT = 0.25
+#: Without sock_diag: how long a completed connect is watched for the reset that a
+#: listener's exit sends, before it counts as ready.
+PORTABLE_CONFIRM = 0.05
 
 #: Given an attempt's own time limit (or None), the time it may take.
 Limit = Callable[[float | None], float]
@@ -90,12 +100,64 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket | None:
 
 
 def tcp_ready(probe: Tcp, timeout: float) -> bool:
-    """Whether a TCP connection to the probe's host and port is accepted now."""
+    """Whether the program listening on the probe's host and port accepts our connection.
+
+    A completed connect is not enough: it may sit in the accept queue of a program that is
+    about to exit (see :func:`settled`).
+    """
     sock = _connect(probe.host, probe.port, timeout)
     if sock is None:
         return False
-    sock.close()
-    return True
+    try:
+        return settled(sock, timeout)
+    finally:
+        sock.close()
+
+
+def _peer_end(sock: socket.socket) -> str | None:
+    """What our socket says of the other end right now: "reset", "open" or None (no news)."""
+    try:
+        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return "reset"
+    # Data or an orderly close (b""): a program accepted the connection, so it was running.
+    del data
+    return "open"
+
+
+def settled(sock: socket.socket, timeout: float) -> bool:
+    """Wait (bounded) until the program behind a connected ``sock`` accepts it.
+
+    True once the server's end is accepted, or after :data:`ACCEPT_WAIT` for a program that
+    never accepts (it may serve a queue it reads later); False when the listener closes with
+    our connection still queued: the kernel resets it, as when the program exits.
+    """
+    began = monotonic()
+    # Non-blocking: a socket with a timeout would wait for data before every peek.
+    sock.setblocking(False)
+    diag = sockdiag.available()
+    window = min(timeout, ACCEPT_WAIT if diag else PORTABLE_CONFIRM)
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+    delay = 0.0002
+    while True:
+        end = _peer_end(sock)
+        if end is not None:
+            return end == "open"
+        if diag:
+            state = sockdiag.peer_state(sock)
+            if state != "queued":
+                # Accepted, or invisible to us (another network namespace): a reset that
+                # raced the lookup still says no.
+                return _peer_end(sock) != "reset"
+        left = window - (monotonic() - began)
+        if left <= 0:
+            return True
+        # A reset or the first byte wakes us at once; the lookup repeats on a short backoff.
+        poller.poll(min(delay, left) * 1000)
+        delay = min(delay * 2, 0.005)
 
 
 def unix_ready(probe: UnixSocket, timeout: float) -> bool:
