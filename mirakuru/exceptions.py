@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,12 +14,17 @@ if TYPE_CHECKING:
 __all__ = [
     "AlreadyRunning",
     "ExecutableNotFound",
+    "ExecutableNotPermitted",
     "ExecutorError",
     "InvalidCommand",
     "OutputEnded",
     "ProcessExitedWithError",
     "ProcessFinishedWithError",
     "TimeoutExpired",
+    "WorkingDirectoryMissing",
+    "WorkingDirectoryNotADirectory",
+    "check_environment",
+    "spawn_error",
 ]
 
 
@@ -143,11 +148,8 @@ class InvalidCommand(ExecutorError, ValueError):
         return f"Executor {self.executor} cannot start: its command is empty"
 
 
-class ExecutableNotFound(ExecutorError, FileNotFoundError):
-    """The program to run does not exist or is not executable.
-
-    Also a :class:`FileNotFoundError`, which callers of ``subprocess`` already catch.
-    """
+class _CannotStart(ExecutorError, OSError):
+    """Spawning failed with an OS error about ``filename``; also that OS error's class."""
 
     def __init__(
         self,
@@ -173,3 +175,63 @@ class ExecutableNotFound(ExecutorError, FileNotFoundError):
     def _headline(self) -> str:
         why = f": {self.reason}" if self.reason else ""
         return f"Executor {self.executor} cannot start {self.program!r}{why}"
+
+
+class ExecutableNotFound(_CannotStart, FileNotFoundError):
+    """The program to run does not exist or is not executable.
+
+    Also a :class:`FileNotFoundError`, which callers of ``subprocess`` already catch.
+    """
+
+
+class ExecutableNotPermitted(ExecutableNotFound, PermissionError):
+    """The program exists but may not be run (no execute bit): also a PermissionError."""
+
+
+class WorkingDirectoryMissing(_CannotStart, FileNotFoundError):
+    """The ``cwd`` to start the process in does not exist; ``filename`` is that cwd."""
+
+    def _headline(self) -> str:
+        where = self.program
+        return f"Executor {self.executor} cannot start: its working directory {where!r} is missing"
+
+
+class WorkingDirectoryNotADirectory(_CannotStart, NotADirectoryError):
+    """The ``cwd`` to start the process in is not a directory; ``filename`` is that cwd."""
+
+    def _headline(self) -> str:
+        where = self.program
+        return f"Executor {self.executor} cannot start: its working directory {where!r} is a file"
+
+
+def spawn_error(
+    executor: SimpleExecutor, error: OSError, program: str, cwd: str | os.PathLike[str] | None
+) -> OSError:
+    """The error to raise for an OS error from spawning ``program`` in ``cwd``.
+
+    subprocess names the cwd as the error's filename when changing into it failed.
+    """
+    code = error.errno or errno.ENOENT
+    reason = error.strerror or str(error)
+    where = os.fspath(cwd) if cwd is not None else None
+    if where is not None and error.filename == where:
+        if isinstance(error, NotADirectoryError):
+            return WorkingDirectoryNotADirectory(executor, where, reason, code)
+        if isinstance(error, FileNotFoundError):
+            return WorkingDirectoryMissing(executor, where, reason, code)
+    if isinstance(error, PermissionError):
+        return ExecutableNotPermitted(executor, program, reason, code)
+    if isinstance(error, FileNotFoundError | NotADirectoryError):
+        return ExecutableNotFound(executor, program, reason, code)
+    return error
+
+
+def check_environment(envvars: Mapping[Any, object]) -> None:
+    """Refuse, before spawning, extra environment variables that are not str to str."""
+    for key, value in envvars.items():
+        if not isinstance(key, str):
+            raise TypeError(f"envvars keys must be str, got {key!r} ({type(key).__name__})")
+        if not isinstance(value, str):
+            raise TypeError(
+                f"envvars[{key!r}] must be a str, got {value!r} ({type(value).__name__})"
+            )
