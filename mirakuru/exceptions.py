@@ -108,7 +108,24 @@ class OutputEnded(TimeoutExpired):
 
 
 class AlreadyRunning(ExecutorError):
-    """Something already answers the readiness check before the process was started."""
+    """Something already answers the readiness check before the process was started.
+
+    For an executor with a ``port``, ``holder`` names the process listening on it (its PID
+    and command line) where we can see it.
+    """
+
+    def __init__(self, executor: SimpleExecutor | ExecutorSnapshot, *args: Any) -> None:
+        super().__init__(executor, *args)
+        port = getattr(executor, "port", None)
+        self.holder: str | None = None
+        if isinstance(port, int) and not isinstance(port, bool):
+            from mirakuru.adapter.listeners import describe_listener
+
+            self.holder = describe_listener(port)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        kind, args, state = super().__reduce__()
+        return (kind, args, {**state, "holder": self.holder})
 
     def _headline(self) -> str:
         text = (
@@ -120,6 +137,8 @@ class AlreadyRunning(ExecutorError):
             text += (
                 f" Also there might be some completely different service listening on {port} port."
             )
+        if self.holder is not None:
+            text += f" Port {port} is held by {self.holder}."
         return text
 
 
