@@ -96,7 +96,8 @@ class TestStartFailures:
         """Output that ends without the --output pattern fails at once, with status 4."""
         finished = run_cli("run", "--output", "^ready$", "--", PYTHON, "-c", "print('nope')")
         assert finished.returncode == 4
-        assert "the output ended (exit code 0)" in finished.stderr
+        assert "exited with status 0 before it was ready" in finished.stderr
+        assert "output ended" not in finished.stderr
         assert "nope" in finished.stderr
 
 
@@ -131,7 +132,7 @@ class TestForeground:
             "run", "--tcp", f"127.0.0.1:{port}", "--", *tcp_server(str(port), exit_after=True)
         )
         assert finished.returncode == 5, finished.stderr
-        assert "exited on its own with code 9" in finished.stderr
+        assert "exited on its own with status 9" in finished.stderr
 
 
 class TestJson:
