@@ -299,7 +299,8 @@ class _Run:
             return (
                 START_FAILED,
                 "exited",
-                f"{program} exited with {how} before it was ready ({self.what} never matched)",
+                f"{program} exited with {how} before it was ready"
+                + (f" ({self.what} never matched)" if error.exit_code == 0 else ""),
             )
         if isinstance(error, TimeoutExpired):
             return NOT_READY, "timeout", f"not ready after {self.args.timeout:g} s: {self.what}"

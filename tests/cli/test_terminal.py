@@ -108,7 +108,7 @@ class TestLiveStatus:
             "--",
             "sh",
             "-c",
-            "for i in 1 2 3; do echo line-$i; sleep 0.15; done; exec \"$@\"",
+            'for i in 1 2 3; do echo line-$i; sleep 0.15; done; exec "$@"',
             "sh",
             *tcp_server(),
         )
