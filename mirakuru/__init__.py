@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mirakuru import ports, probes
     from mirakuru.base import Executor, SimpleExecutor
+    from mirakuru.adapter.teardown import StopReport
     from mirakuru.core.lifecycle import IllegalTransition, State, StateChange, Trigger
     from mirakuru.exceptions import (
         AlreadyRunning,
@@ -52,6 +53,7 @@ _HOMES = {
     "SimpleExecutor": "mirakuru.base",
     "State": "mirakuru.core.lifecycle",
     "StateChange": "mirakuru.core.lifecycle",
+    "StopReport": "mirakuru.adapter.teardown",
     "TCPExecutor": "mirakuru.tcp",
     "TimeoutExpired": "mirakuru.exceptions",
     "Trigger": "mirakuru.core.lifecycle",
@@ -76,6 +78,7 @@ __all__ = [
     "SimpleExecutor",
     "State",
     "StateChange",
+    "StopReport",
     "TCPExecutor",
     "TimeoutExpired",
     "Trigger",

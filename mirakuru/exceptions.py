@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mirakuru.base import SimpleExecutor
-    from mirakuru.core.lifecycle import StateChange
+    from mirakuru.core.lifecycle import State, StateChange
 
 __all__ = [
     "AlreadyRunning",
@@ -31,13 +31,21 @@ __all__ = [
 class ExecutorSnapshot:
     """What survives of an executor when its error crosses a process boundary."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, state: State | None = None) -> None:
+        from mirakuru.core.lifecycle import State
+
         self.text = text
+        #: The executor's state when the error was sent.
+        self.state: State = State.FAILED if state is None else state
 
     def __str__(self) -> str:
         return self.text
 
     __repr__ = __str__
+
+
+def _snapshot(executor: SimpleExecutor | ExecutorSnapshot) -> ExecutorSnapshot:
+    return ExecutorSnapshot(str(executor), executor.state)
 
 
 class ExecutorError(Exception):
@@ -66,7 +74,7 @@ class ExecutorError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # The executor holds processes, threads and locks: send its description instead.
         state = {"history": tuple(self.history), "output_tail": tuple(self.output_tail)}
-        args = (ExecutorSnapshot(str(self.executor)), *self.args[1:])
+        args = (_snapshot(self.executor), *self.args[1:])
         return (type(self), args, state)
 
     def __setstate__(self, state: dict[str, Any] | None) -> None:
@@ -188,7 +196,7 @@ class _CannotStart(ExecutorError, OSError):
     def __reduce__(self) -> tuple[Any, ...]:
         # OSError keeps only two of our arguments in ``args``: rebuild from the fields.
         state = {"history": tuple(self.history), "output_tail": tuple(self.output_tail)}
-        args = (ExecutorSnapshot(str(self.executor)), self.program, self.reason, self.errno)
+        args = (_snapshot(self.executor), self.program, self.reason, self.errno)
         return (type(self), args, state)
 
     def _headline(self) -> str:

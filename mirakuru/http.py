@@ -7,6 +7,7 @@ import urllib.parse
 from http.client import HTTPConnection, HTTPException
 from typing import Any
 
+from mirakuru.core.command import CommandLike
 from mirakuru.core.probes import Probe, http
 from mirakuru.core.validate import check_duration
 from mirakuru.tcp import TCPExecutor
@@ -29,7 +30,7 @@ class HTTPExecutor(TCPExecutor):
 
     def __init__(
         self,
-        command: str | list[str] | tuple[str, ...],
+        command: CommandLike,
         url: str,
         status: str | int | re.Pattern[str] = r"^2\d\d$",
         method: str = "HEAD",

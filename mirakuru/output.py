@@ -7,6 +7,7 @@ import subprocess
 from typing import Any
 
 from mirakuru.base import Executor
+from mirakuru.core.command import CommandLike
 from mirakuru.core.probes import Stream
 from mirakuru.core.probes import banner as banner_probe
 
@@ -25,7 +26,7 @@ class OutputExecutor(Executor):
 
     def __init__(
         self,
-        command: str | list[str] | tuple[str, ...],
+        command: CommandLike,
         banner: str | re.Pattern[str],
         **kwargs: Any,
     ) -> None:

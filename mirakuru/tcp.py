@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mirakuru.base import Executor
+from mirakuru.core.command import CommandLike
 from mirakuru.core.probes import Probe, tcp
 
 __all__ = ["TCPExecutor"]
@@ -18,9 +19,7 @@ class TCPExecutor(Executor):
     starts, ``start()`` raises :class:`AlreadyRunning`.
     """
 
-    def __init__(
-        self, command: str | list[str] | tuple[str, ...], host: str, port: int, **kwargs: Any
-    ) -> None:
+    def __init__(self, command: CommandLike, host: str, port: int, **kwargs: Any) -> None:
         """Describe the process and its address; other arguments as for :class:`Executor`."""
         # Stored as given, as published: a placeholder host is fine until start() needs it.
         self.host = host

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from mirakuru.base import Executor
+from mirakuru.core.command import CommandLike
 from mirakuru.core.probes import Probe, unix_socket
 
 __all__ = ["UnixSocketExecutor"]
@@ -20,7 +21,7 @@ class UnixSocketExecutor(Executor):
 
     def __init__(
         self,
-        command: str | list[str] | tuple[str, ...],
+        command: CommandLike,
         socket_name: str | os.PathLike[str],
         **kwargs: Any,
     ) -> None:

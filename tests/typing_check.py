@@ -8,15 +8,23 @@ published extension points can be overridden with their published signatures.
 from __future__ import annotations
 
 import subprocess
-from typing import IO, Any, assert_type
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO, assert_type
 
 from mirakuru import (
+    AlreadyRunning,
     Executor,
     ExecutorError,
+    HTTPExecutor,
+    PidExecutor,
     ProcessExitedWithError,
     SimpleExecutor,
     State,
     StateChange,
+    StopReport,
+    TCPExecutor,
     TimeoutExpired,
     Trigger,
 )
@@ -76,8 +84,8 @@ def members(executor: SimpleExecutor) -> None:
     assert_type(executor._popen_kwargs, dict[str, Any])
     assert_type(executor._kill_all_kids(9), set[int])
     assert_type(executor.check_timeout(), bool)
-    assert_type(executor.output(), IO[Any] | None)
-    assert_type(executor.err_output(), IO[Any] | None)
+    assert_type(executor.output(), TextIO | None)
+    assert_type(executor.err_output(), TextIO | None)
     process = executor.process
     if process is not None:
         assert_type(process, subprocess.Popen[str])
@@ -120,3 +128,21 @@ def groups(first: SimpleExecutor, second: Executor) -> None:
     assert_type(group, ExecutorGroup)
     with ExecutorGroup(first).add(second, after=[first]) as started:
         assert_type(started, ExecutorGroup)
+
+
+def drop_in_typing(folder: Path, executor: SimpleExecutor) -> None:
+    """User code of the published kind: path parts, the failed executor's state, last_stop."""
+    SimpleExecutor([sys.executable, folder / "server.py", "--flag"])
+    arguments: Sequence[str] = ("redis-server", "--port", "0")
+    TCPExecutor(arguments, host="", port=8838)
+    HTTPExecutor(["server"], "http://127.0.0.1/")
+    PidExecutor(["daemon"], folder / "daemon.pid")
+    try:
+        executor.start()
+    except AlreadyRunning as error:
+        assert_type(error.holder, str | None)
+    except ExecutorError as error:
+        assert_type(error.executor.state, State)
+    report: StopReport | None = executor.last_stop
+    if report is not None:
+        assert_type(report.escalated, bool)

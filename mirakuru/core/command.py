@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping, Sequence
+from typing import TypeAlias
 
 import attrs
 
-__all__ = ["Command", "compose_environment", "normalize_command"]
+__all__ = ["Command", "CommandLike", "compose_environment", "normalize_command"]
+
+#: What executors accept as a command: a shell-like string, or arguments (str or paths).
+CommandLike: TypeAlias = str | Sequence[str | os.PathLike[str]]
 
 #: The environment variable that marks every process an executor starts.
 ENV_MARKER = "mirakuru_uuid"
@@ -19,7 +24,7 @@ class Command:
 
     display: str
     argv: tuple[str, ...]
-    parts: str | list[str] | tuple[str, ...]
+    parts: str | list[str] | tuple[str, ...] | Sequence[str | os.PathLike[str]]
 
     @property
     def empty(self) -> bool:
@@ -40,13 +45,18 @@ def normalize_command(command: object) -> Command:
             raise ValueError(f"command {command!r} cannot be parsed: {error}") from None
         return Command(command, argv, list(argv))
     if isinstance(command, Sequence) and not isinstance(command, bytes | bytearray):
-        parts = command if isinstance(command, list | tuple) else list(command)
-        for index, part in enumerate(parts):
-            if not isinstance(part, str):
+        texts: list[str] = []
+        for index, part in enumerate(command):
+            text = os.fspath(part) if isinstance(part, os.PathLike) else part
+            if not isinstance(text, str):
                 raise TypeError(
-                    f"command part {index} must be a str, got {part!r} ({type(part).__name__})"
+                    f"command part {index} must be a str or path, got {part!r}"
+                    f" ({type(part).__name__})"
                 )
-        return Command(shlex.join(parts), tuple(parts), parts)
+            texts.append(text)
+        # As published, a list or tuple of str is kept as given in ``command_parts``.
+        kept = command if isinstance(command, list | tuple) and texts == list(command) else texts
+        return Command(shlex.join(texts), tuple(texts), kept)
     raise TypeError(
         f"command must be a str or a sequence of str, got {command!r} ({type(command).__name__})"
     )
