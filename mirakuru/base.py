@@ -10,7 +10,6 @@ call time, so subclasses written for mirakuru 1.x-3.x keep working.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import logging
@@ -20,25 +19,27 @@ import subprocess
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import IO, Any, NoReturn, Self
+from typing import IO, Any, NoReturn, Self, TextIO
 
 from mirakuru.adapter import registry, teardown, tree
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.evaluate import attempt, is_external, within
 from mirakuru.adapter.inotify import DirectoryWatch, watch_directory
 from mirakuru.adapter.notify import NotifySocket
-from mirakuru.adapter.process import ExitWatch, open_pidfd, spawn
-from mirakuru.adapter.pump import BannerWatch, OutputPump
+from mirakuru.adapter.process import spawn
+from mirakuru.adapter.pump import DEFAULT_LIMIT, BannerWatch, OutputPump
+from mirakuru.adapter.run import Run
 from mirakuru.adapter.sources import EventSource
 from mirakuru.adapter.teardown import KillPolicy, StopReport
 from mirakuru.adapter.waiter import wait_until
 from mirakuru.base_env import processes_with_env
 from mirakuru.compat import SIGKILL
 from mirakuru.core.budget import Budget, Timeouts
-from mirakuru.core.command import ENV_MARKER, compose_environment, normalize_command
+from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
 from mirakuru.core.outcome import TimedOut
 from mirakuru.core.probes import PROBE_TYPES, Banner, Leaf, PidFile, Probe, SdNotify, UnixSocket
@@ -48,12 +49,14 @@ from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule
 from mirakuru.core.validate import check_positive
 from mirakuru.exceptions import (
     AlreadyRunning,
-    ExecutableNotFound,
+    ExecutorError,
     InvalidCommand,
     OutputEnded,
     ProcessExitedWithError,
     ProcessFinishedWithError,
     TimeoutExpired,
+    check_environment,
+    spawn_error,
 )
 
 __all__ = [
@@ -75,6 +78,8 @@ IGNORED_ERROR_CODES = [errno.ESRCH]
 OUTPUT_END_GRACE = 0.05
 #: How long a kill signal may take to be honoured before we stop waiting (no unbounded waits).
 KILL_WAIT = 10.0
+#: How long stop() from another thread lets a waiting start() give up by itself.
+STOP_START_GRACE = 0.5
 
 
 class _DefaultSleep(float):
@@ -118,7 +123,7 @@ class SimpleExecutor:
 
     def __init__(
         self,
-        command: str | list[str] | tuple[str, ...],
+        command: CommandLike,
         cwd: str | None = None,
         shell: bool = False,
         timeout: float | None = 3600,
@@ -136,6 +141,7 @@ class SimpleExecutor:
         sig_stop: int | None = None,
         sig_kill: int | None = None,
         exp_sig: int | None = None,
+        output_limit: int | None = DEFAULT_LIMIT,
     ) -> None:
         """Describe the process; nothing is spawned until :meth:`start`.
 
@@ -149,6 +155,8 @@ class SimpleExecutor:
             ``timeout``.
         :param sig_stop, sig_kill, exp_sig: spellings from mirakuru 1.x/2.x, accepted for
             ``stop_signal``, ``kill_signal`` and ``expected_returncode=-exp_sig``.
+        :param output_limit: the most bytes of each captured stream kept for
+            :meth:`output` (the head; ``None``: no limit); the tail is always kept.
         """
         parsed = normalize_command(command)
         self.command: str = parsed.display
@@ -179,12 +187,24 @@ class SimpleExecutor:
         self._budget: Budget | None = None
         self._lifecycle = Lifecycle()
         self._lock = threading.RLock()
-        self._pump: OutputPump | None = None
-        self._pidfd: int | None = None
+        if output_limit is not None:
+            check_positive("output_limit", output_limit)
+        self._output_limit = output_limit
+        self._run: Run | None = None
+        self._starter: int | None = None  # the thread waiting in start(), if any
+        self._start_done = threading.Event()
         self._readers: dict[str, io.TextIOWrapper] = {}
         self._failure: str | None = None
 
     # -- the published attributes -----------------------------------------------------
+
+    @property
+    def _pump(self) -> OutputPump | None:
+        return self._run.pump if self._run is not None else None
+
+    @property
+    def _pidfd(self) -> int | None:
+        return self._run.pidfd if self._run is not None else None
 
     @property
     def _sig_stop(self) -> int:
@@ -320,6 +340,7 @@ class SimpleExecutor:
         """Validate, spawn, and set up pipes, exit watching and cleanup registration."""
         if not self.command_parts or (self._shell and not str(self.command).strip()):
             raise InvalidCommand(self)
+        check_environment(self._envvars)
         self._release_output()
         self._failure = None
         self._fire(Trigger.START)
@@ -330,37 +351,46 @@ class SimpleExecutor:
         except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
             program = self.command if kwargs.get("shell") else str(self.command_parts[0])
             self._fire(Trigger.FAIL, f"cannot run {program!r}")
-            raise ExecutableNotFound(
-                self, program, error.strerror or str(error), error.errno or errno.ENOENT
-            ) from error
+            raise spawn_error(self, error, program, kwargs.get("cwd")) from error
         except BaseException as error:
             self._fire(Trigger.FAIL, f"spawn failed: {error!r}")
             raise
         self.process = process
-        self._pidfd = open_pidfd(process.pid)
-        streams = {
-            name: pipe.fileno()
-            for name, pipe in (("stdout", process.stdout), ("stderr", process.stderr))
-            if pipe is not None
-        }
-        self._pump = OutputPump(streams)
+        self._run = Run(process, output_limit=self._output_limit)
         registry.track(self)
 
     def _wait_sources(self) -> list[EventSource]:
         """What should wake a waiter: the child's exit, and its output if nobody drains it."""
-        sources: list[EventSource] = []
-        process = self.process
-        if self._pidfd is not None and process is not None and process.returncode is None:
-            sources.append(ExitWatch(self._pidfd))
-        pump = self._pump
-        if pump is not None and not pump.background and self.process is not None:
-            sources.extend(pump.sources())
-        return sources
+        run = self._run
+        if run is None or self.process is None:
+            return []
+        return run.wait_sources()
 
     def _became_ready(self) -> None:
         self._fire(Trigger.READY)
-        if self._pump is not None and self.process is not None:
-            self._pump.start_background()
+        if self._run is not None and self.process is not None:
+            # The reactor must not keep a dropped executor alive (its finalizer kills the tree).
+            exited = weakref.WeakMethod(self._exited_on_its_own)
+
+            def on_exit(code: int) -> None:
+                method = exited()
+                if method is not None:
+                    method(code)
+
+            self._run.hand_over(on_exit)
+
+    def _exited_on_its_own(self, code: int) -> None:
+        """On the reactor thread: a running process exited (``code``) without being stopped."""
+        if not self._lock.acquire(blocking=False):
+            return  # someone is starting or stopping it right now: they record the end
+        try:
+            if self.process is None or self.state is not State.RUNNING:
+                return
+            # Launchers that daemonize exit 0 while the service lives on: not a failure.
+            if code != 0:
+                self._fire(Trigger.FAIL, f"exited on its own with code {code}")
+        finally:
+            self._lock.release()
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -410,7 +440,8 @@ class SimpleExecutor:
 
     def _poll_schedule(self) -> tuple[PollSchedule, bool]:
         """The schedule of timed checks, and whether its cap adapts to their cost."""
-        return PollSchedule(cap=self._sleep), self._adaptive
+        # sleep (given or not) is the longest gap: a cheap check is still polled faster.
+        return PollSchedule(cap=self._sleep), True
 
     def check_timeout(self) -> bool:
         """True while the start-up deadline has not passed; else kill and raise."""
@@ -458,6 +489,8 @@ class SimpleExecutor:
                 raise TypeError(f"exp_sig must be an int, got {exp_sig!r}")
             expected_returncode = -exp_sig
         with self._lock:
+            if self._interrupt_start():
+                return self
             process = self.process
             if process is None:
                 return self
@@ -503,6 +536,11 @@ class SimpleExecutor:
             self._kill_unlocked(chosen)
             return self
         try:
+            if wait and self._interrupt_start():
+                return self
+            if self._starter is not None and self._starter != threading.get_ident():
+                self._kill_unlocked(chosen)  # the waiting start() sees the exit and cleans up
+                return self
             process = self.process
             if process is None:
                 return self
@@ -523,6 +561,25 @@ class SimpleExecutor:
         finally:
             self._lock.release()
         return self
+
+    def _interrupt_start(self) -> bool:
+        """stop()/kill() from another thread while start() waits: cut it short, wait for it.
+
+        Returns False when no other thread is starting this executor.
+        """
+        starter, run = self._starter, self._run
+        if starter is None or starter == threading.get_ident() or run is None:
+            return False
+        run.mark_stopping()
+        self._lock.release()
+        try:
+            # The starter may be inside a slow check: stop its process so the check ends.
+            if not self._start_done.wait(STOP_START_GRACE):
+                self._kill_unlocked(self._kill_signal)
+                self._start_done.wait(KILL_WAIT)
+        finally:
+            self._lock.acquire()
+        return True
 
     def _kill_unlocked(self, sig: int) -> None:
         """Signal the tree while another thread owns the lifecycle; it will clean up."""
@@ -570,20 +627,15 @@ class SimpleExecutor:
 
     def _clear_process(self) -> None:
         """Forget the process: stop draining, close descriptors, disarm the deadline."""
-        process = self.process
         self.process = None
         self._budget = None
-        if self._pump is not None:
-            # Keep the pump: its spools stay readable through output() until the next start.
-            self._pump.close()
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-        if process is not None:
-            for pipe in (process.stdin, process.stdout, process.stderr):
-                if pipe is not None:
-                    with contextlib.suppress(OSError):
-                        pipe.close()
+        if self._run is not None:
+            # Keep the run's spools: they stay readable through output() until the next start.
+            self._run.close()
+            dropped = self._run.pump.dropped()
+            if dropped:
+                note = ", ".join(f"{name}: {count} bytes" for name, count in dropped.items())
+                self._lifecycle.note(f"output beyond output_limit left out ({note})", monotonic())
         registry.forget(self)
 
     def _release_output(self) -> None:
@@ -591,9 +643,9 @@ class SimpleExecutor:
         for reader in self._readers.values():
             reader.close()
         self._readers = {}
-        if self._pump is not None:
-            self._pump.release()
-            self._pump = None
+        if self._run is not None:
+            self._run.release()
+            self._run = None
 
     # -- output -----------------------------------------------------------------------------
 
@@ -608,7 +660,7 @@ class SimpleExecutor:
             self._readers[name] = reader
         return reader
 
-    def output(self) -> IO[Any] | None:
+    def output(self) -> TextIO | None:
         """The process's standard output as a text stream (None when not captured).
 
         Everything the process printed is kept (on disk, not in memory) and readable in
@@ -616,7 +668,7 @@ class SimpleExecutor:
         """
         return self._reader("stdout")
 
-    def err_output(self) -> IO[Any] | None:
+    def err_output(self) -> TextIO | None:
         """The process's standard error as a text stream (None when not captured)."""
         return self._reader("stderr")
 
@@ -626,7 +678,7 @@ class SimpleExecutor:
         # A running executor that is collected kills its tree without waiting. During
         # interpreter shutdown modules may be half torn down: stay silent whatever fails.
         try:
-            if self.__dict__.get("process") is not None:
+            if self.__dict__.get("process") is not None and registry.owned_here(self):
                 self.kill(wait=False)
         except Exception:  # noqa: S110 - nothing can be reported from a finalizer
             pass
@@ -660,7 +712,7 @@ class Executor(SimpleExecutor):
 
     def __init__(
         self,
-        command: str | list[str] | tuple[str, ...],
+        command: CommandLike,
         cwd: str | None = None,
         shell: bool = False,
         timeout: float | None = 3600,
@@ -899,23 +951,71 @@ class Executor(SimpleExecutor):
     # -- starting ---------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Spawn the process and wait until it is ready; raise if it cannot become so."""
+        """Spawn the process and wait until it is ready; raise if it cannot become so.
+
+        The lock is not held while waiting: ``stop()`` or ``kill()`` from another thread
+        cuts the wait short, and ``start()`` then raises :class:`ExecutorError`.
+        """
         with self._lock:
-            if self.process is None:
-                if self._readiness_probe() is None and (
-                    type(self).after_start_check is Executor.after_start_check
-                ):
-                    self.after_start_check()  # raises NotImplementedError before spawning
-                if self.pre_start_check():
-                    raise AlreadyRunning(self)
-                self._spawn()
-                self._set_timeout()
-                try:
-                    self.wait_for(self.check_subprocess)
-                except BaseException as error:
-                    self._abort_start(error)
-                    raise
-            self._became_ready()
+            if self._starter is not None and self._starter != threading.get_ident():
+                return self._await_other_start()
+            if self.process is not None:
+                self._became_ready()
+                return self
+            if self._readiness_probe() is None and (
+                type(self).after_start_check is Executor.after_start_check
+            ):
+                self.after_start_check()  # raises NotImplementedError before spawning
+            if self.pre_start_check():
+                raise AlreadyRunning(self)
+            self._spawn()
+            self._set_timeout()
+            run = self._run
+            self._starter = threading.get_ident()
+            self._start_done.clear()
+        try:
+            try:
+                self.wait_for(self._check_unless_stopped)
+                if run is not None and run.stopping:
+                    raise self._stopped_error()
+            except BaseException as error:
+                with self._lock:
+                    stopped = run is not None and run.stopping
+                    replacement = self._stopped_error() if stopped else None
+                    self._abort_start(replacement or error)
+                if replacement is not None:
+                    raise replacement from None
+                raise
+            with self._lock:
+                self._became_ready()
+        finally:
+            self._starter = None
+            self._start_done.set()
+        return self
+
+    def _check_unless_stopped(self) -> bool:
+        run = self._run
+        if run is None or run.stopping:
+            raise self._stopped_error()
+        return self.check_subprocess()
+
+    def _stopped_error(self) -> ExecutorError:
+        self._failure = "stopped from another thread during start()"
+        error = ExecutorError(self, "stopped during start()")
+        error.output_tail = self.output_tail()
+        return error
+
+    def _await_other_start(self) -> Self:
+        """Another thread is starting this executor: wait for it, bounded by the budget."""
+        budget = self._budget
+        remaining = budget.remaining(monotonic()) if budget is not None else None
+        self._lock.release()
+        try:
+            self._start_done.wait(None if remaining is None else remaining + KILL_WAIT)
+        finally:
+            self._lock.acquire()
+        if not self.running():
+            raise ExecutorError(self, "the concurrent start() failed")
         return self
 
     def _abort_start(self, error: BaseException) -> None:

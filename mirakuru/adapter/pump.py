@@ -1,13 +1,13 @@
 """The output pump: a child's pipes are always drained, so it can never block on them.
 
-Everything read is appended to a :class:`Spool` (an unlinked temporary file, so memory stays
-bounded however much the child prints) and is readable in order through a blocking text
-stream, like the pipe it replaces. Lines are scanned on the way through for banner
-watchers and for a short tail kept for error messages.
+Everything read is appended to a :class:`Spool` (memory first, then an unlinked temporary
+file, up to a limit per stream) and is readable in order through a blocking text stream,
+like the pipe it replaces. Blocks are scanned on the way through for banner watchers and
+for a short tail kept for error messages, however much output was left out of the spool.
 
 Before the executor is ready, the thread waiting in ``start()`` drains the pipes itself
-(one wake-up between the child's write and the waiter seeing it); afterwards a background
-thread takes over for the rest of the process's life.
+(one wake-up between the child's write and the waiter seeing it); afterwards the
+process-wide reactor thread takes over for the rest of the process's life.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import fcntl
 import io
 import os
 import re
-import select
 import tempfile
 import threading
 import weakref
+from collections.abc import Callable
 
-__all__ = ["TAIL_LINES", "BannerWatch", "OutputPump", "Spool", "StreamPump"]
+from mirakuru.adapter.reactor import reactor
+
+__all__ = ["DEFAULT_LIMIT", "TAIL_LINES", "BannerWatch", "OutputPump", "Spool", "StreamPump"]
 
 #: How many of the last output lines of each stream are kept for error messages.
 TAIL_LINES = 20
@@ -33,20 +35,23 @@ _READ_SIZE = 1 << 20
 _PIPE_SIZE = 1 << 20
 #: A line longer than this is scanned in pieces rather than buffered whole.
 _MAX_CARRY = 1 << 20
+#: The default most bytes of each stream kept for output(); the tail is kept regardless.
+DEFAULT_LIMIT = 64 << 20
+#: Output up to this size stays in memory; beyond it, the spool moves to a temporary file.
+MEMORY_SPOOL = 64 << 10
 
 
 class Spool:
-    """An append-only byte log on an unlinked temporary file, with blocking readers."""
+    """An append-only byte log with blocking readers: in memory while small, then on an
+    unlinked temporary file, so memory stays bounded however much the child prints."""
 
     def __init__(self) -> None:
-        fd, path = tempfile.mkstemp(prefix="mirakuru-output-")
-        os.unlink(path)
-        self._fd = fd
-        # Closed on release(), or when the spool is collected (an executor dropped after
-        # stop() still holds its output): no descriptor leak, no ResourceWarning.
-        self._release = weakref.finalize(self, os.close, fd)
+        self._memory = bytearray()
+        self._fd: int | None = None
+        self._release: Callable[[], object] | None = None
         self._size = 0
         self._closed = False  # no more writes will come
+        self._released = False
         self._changed = threading.Condition()
 
     @property
@@ -54,8 +59,24 @@ class Spool:
         """Bytes written so far."""
         return self._size
 
+    @property
+    def on_disk(self) -> bool:
+        """Whether the spool holds a descriptor (it spilled past :data:`MEMORY_SPOOL`)."""
+        return self._fd is not None
+
     def write(self, data: bytes) -> None:
         """Append ``data`` and wake blocked readers."""
+        if self._released:
+            return
+        if self._fd is None and self._size + len(data) <= MEMORY_SPOOL:
+            with self._changed:
+                self._memory += data
+                self._size += len(data)
+                self._changed.notify_all()
+            return
+        if self._fd is None:
+            self._spill()
+        assert self._fd is not None
         view = memoryview(data)
         while view:
             written = os.pwrite(self._fd, view, self._size)
@@ -63,6 +84,17 @@ class Spool:
             with self._changed:
                 self._size += written
                 self._changed.notify_all()
+
+    def _spill(self) -> None:
+        fd, path = tempfile.mkstemp(prefix="mirakuru-output-")
+        os.unlink(path)
+        # Closed on release(), or when the spool is collected (an executor dropped after
+        # stop() still holds its output): no descriptor leak, no ResourceWarning.
+        self._release = weakref.finalize(self, os.close, fd)
+        os.pwrite(fd, self._memory, 0)
+        with self._changed:
+            self._fd = fd
+            self._memory = bytearray()
 
     def finish(self) -> None:
         """No more data will come: readers see end of file once they catch up."""
@@ -75,14 +107,21 @@ class Spool:
         with self._changed:
             self._changed.wait_for(lambda: self._size > position or self._closed)
             available = self._size - position
-        if available <= 0:
-            return b""
-        return os.pread(self._fd, min(size, available), position)
+            if available <= 0 or self._released:
+                return b""
+            if self._fd is None:
+                return bytes(self._memory[position : position + min(size, available)])
+            fd = self._fd
+        return os.pread(fd, min(size, available), position)
 
     def release(self) -> None:
-        """Free the temporary file; readers see end of file from now on."""
+        """Free the spool's memory and file; readers see end of file from now on."""
         self.finish()
-        self._release()
+        with self._changed:
+            self._released = True
+            self._memory = bytearray()
+        if self._release is not None:
+            self._release()
 
     def reader(self, position: int = 0) -> io.TextIOWrapper:
         """A new text stream reading this spool from byte ``position``."""
@@ -147,10 +186,14 @@ class BannerWatch:
 class StreamPump:
     """Drains one pipe into a spool, scanning whole lines for watchers and the tail."""
 
-    def __init__(self, name: str, fd: int) -> None:
+    def __init__(self, name: str, fd: int, limit: int | None = DEFAULT_LIMIT) -> None:
         self.name = name
         self._fd = fd
         self.spool = Spool()
+        #: The most bytes kept in the spool (its head); later output only feeds the tail.
+        self.limit = limit
+        #: Bytes not kept because the spool reached ``limit``.
+        self.dropped = 0
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.watches: list[BannerWatch] = []
         self.eof = False
@@ -183,8 +226,25 @@ class StreamPump:
                 self._finish()
                 return
             budget -= len(data)
-            self.spool.write(data)
+            self._keep(data)
             self._scan(data)
+
+    def _keep(self, data: bytes) -> None:
+        if self.limit is None:
+            self.spool.write(data)
+            return
+        room = self.limit - self.spool.size
+        if room >= len(data):
+            self.spool.write(data)
+            return
+        if room > 0:
+            self.spool.write(data[:room])
+        self.dropped += len(data) - max(room, 0)
+
+    def finish(self) -> None:
+        """Stop reading: what is still unread in the pipe is left there."""
+        if not self.eof:
+            self._finish()
 
     def _scan(self, data: bytes) -> None:
         block = self._carry + data if self._carry else data
@@ -214,17 +274,16 @@ class StreamPump:
 
 
 class OutputPump:
-    """The pumps of one process's captured streams, plus the background drainer."""
+    """The pumps of one process's captured streams; the reactor drains them once ready."""
 
-    def __init__(self, streams: dict[str, int]) -> None:
-        self.streams = {name: StreamPump(name, fd) for name, fd in streams.items()}
-        self._thread: threading.Thread | None = None
-        self._stop_read, self._stop_write = os.pipe()
+    def __init__(self, streams: dict[str, int], limit: int | None = DEFAULT_LIMIT) -> None:
+        self.streams = {name: StreamPump(name, fd, limit) for name, fd in streams.items()}
+        self._handed_over: list[int] = []
 
     @property
     def background(self) -> bool:
-        """Whether the background thread owns the draining now."""
-        return self._thread is not None
+        """Whether the reactor owns the draining now."""
+        return bool(self._handed_over)
 
     def sources(self) -> list[StreamPump]:
         """The pipes still open, for a waiter that drains them itself."""
@@ -239,44 +298,29 @@ class OutputPump:
                 lines.extend(f"[{name}] {line}" for line in pump.tail)
         return lines
 
+    def dropped(self) -> dict[str, int]:
+        """Bytes left out of each stream's spool because it reached its limit."""
+        return {name: pump.dropped for name, pump in self.streams.items() if pump.dropped}
+
     def start_background(self) -> None:
-        """Hand draining over to a daemon thread until every pipe is at end of file."""
-        if self._thread is not None or not self.sources():
+        """Hand draining over to the reactor until every pipe is at end of file."""
+        if self._handed_over:
             return
-        self._thread = threading.Thread(target=self._run, name="mirakuru-output-pump", daemon=True)
-        self._thread.start()
+        for pump in self.sources():
+            self._handed_over.append(pump.fileno())
+            reactor().add(pump.fileno(), pump.on_readable)
 
-    def _run(self) -> None:
-        poller = select.poll()
-        active = {pump.fileno(): pump for pump in self.sources()}
-        for fd in active:
-            poller.register(fd, select.POLLIN)
-        poller.register(self._stop_read, select.POLLIN)
-        while active:
-            for fd, _ in poller.poll():
-                if fd == self._stop_read:
-                    return
-                pump = active[fd]
-                if not pump.on_readable():
-                    poller.unregister(fd)
-                    del active[fd]
-
-    def close(self, join_timeout: float = 1.0) -> None:
-        """Stop the background thread, close the pipes' read ends; spools stay readable."""
-        os.write(self._stop_write, b"x")
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(join_timeout)
+    def close(self) -> None:
+        """Take the pipes back from the reactor and drain what is left; spools stay readable."""
+        for fd in self._handed_over:
+            reactor().remove(fd)
         for pump in self.streams.values():
             if not pump.eof:
                 pump.drain()
-                pump.spool.finish()
-                pump.eof = True
-        for fd in (self._stop_read, self._stop_write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+                pump.finish()
+        self._handed_over = []
 
     def release(self) -> None:
-        """Free the spools' temporary files."""
+        """Free the spools."""
         for pump in self.streams.values():
             pump.spool.release()

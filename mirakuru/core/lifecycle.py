@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import traceback
+import warnings
 import weakref
 from collections.abc import Callable, Mapping
 
@@ -20,6 +22,7 @@ __all__ = [
     "TRANSITIONS",
     "IllegalTransition",
     "Lifecycle",
+    "ListenerFailed",
     "State",
     "StateChange",
     "Trigger",
@@ -81,6 +84,10 @@ class IllegalTransition(RuntimeError):
             f"cannot {self.trigger.value!r} from state {self.state.value!r}"
             f" (allowed there: {allowed or 'nothing'})"
         )
+
+
+class ListenerFailed(UserWarning):
+    """A state listener raised; the change it was told about happened all the same."""
 
 
 @attrs.frozen(slots=True)
@@ -162,11 +169,10 @@ class Lifecycle:
         Raises :class:`IllegalTransition` when the table does not allow it.
         """
         source = self.state
-        if not self.can(trigger):
-            raise IllegalTransition(trigger, source)
+        # The machine is the one place that enforces the table; NOTIFY is no transition.
         try:
             self._model.trigger(trigger.value)  # type: ignore[attr-defined]
-        except MachineError:
+        except (MachineError, AttributeError):
             raise IllegalTransition(trigger, source) from None
         return self._record(StateChange(trigger, source, self.state, at, detail))
 
@@ -178,7 +184,15 @@ class Lifecycle:
     def _record(self, change: StateChange) -> StateChange:
         self._history.append(change)
         for listener in tuple(self._listeners):
-            listener(change)
+            try:
+                listener(change)
+            except Exception as error:  # the change happened: a listener cannot undo it
+                summary = "".join(traceback.format_exception_only(error)).strip()
+                warnings.warn(
+                    f"state listener {listener!r} failed on {change}: {summary}",
+                    ListenerFailed,
+                    stacklevel=2,
+                )
         return change
 
     def add_listener(self, listener: Listener) -> None:
