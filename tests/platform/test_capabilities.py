@@ -7,12 +7,21 @@ import select
 import sys
 from collections.abc import Iterator
 
+import attrs
 import pytest
 
 from mirakuru.adapter import describe_capabilities
-from mirakuru.adapter.capabilities import PORTABLE_ENV, capabilities, portable_mode
+from mirakuru.adapter.capabilities import (
+    PORTABLE_ENV,
+    Capabilities,
+    capabilities,
+    portable_mode,
+)
 
-FAST_PATHS = ("pidfd", "inotify", "proc_fs", "abstract_socket", "cgroup")
+#: Every Linux fast path the probe decides on (kqueue is the BSD/macOS replacement instead).
+FAST_PATHS = tuple(
+    field.name for field in attrs.fields(Capabilities) if field.name not in ("portable", "kqueue")
+)
 
 
 @pytest.fixture
@@ -46,6 +55,11 @@ def test_portable_env_parsing(
     else:
         monkeypatch.setenv(PORTABLE_ENV, value)
     assert portable_mode() is portable
+
+
+@pytest.mark.usefixtures("fresh_probe")
+def test_the_linux_fast_paths_are_all_probed() -> None:
+    assert {"pidfd", "inotify", "proc_fs", "abstract_socket"} <= set(FAST_PATHS)
 
 
 @pytest.mark.usefixtures("fresh_probe")
