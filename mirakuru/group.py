@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import signal
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
-
-from mirakuru.adapter.process import send_signal
 
 if TYPE_CHECKING:
     from mirakuru.base import SimpleExecutor
@@ -147,15 +144,10 @@ class ExecutorGroup:
             process = executor.process
             if process is None:
                 continue
-            # Not executor.kill(): start() holds the executor's lock. Only the leader is
-            # signalled (through its pidfd: no recycled PID), and start() then cleans up its
-            # tree as after any death during start-up.
-            pidfd = getattr(executor, "_pidfd", None)
-            with contextlib.suppress(OSError):
-                if pidfd is not None:
-                    send_signal(pidfd, process.pid, signal.SIGKILL)
-                else:
-                    process.kill()
+            # kill(wait=False) never blocks on the start() holding the executor: it signals
+            # the tree, and that start() fails at once and cleans up after itself.
+            with contextlib.suppress(Exception):
+                executor.kill(wait=False)
             cut.add(executor)
         return cut
 
