@@ -30,6 +30,7 @@ extensions = [
     "lifecycle_diagram",
     "optional_include",
     "command_output",
+    "example_imports",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -105,3 +106,7 @@ _leaks = leaked_processes()
 assert not _leaks, f"processes left running by this page's examples: {_leaks}"
 """
 doctest_test_doctest_blocks = "default"
+
+# Pages whose examples still use the harness above in what they render (their owners are
+# converting them); every other page's examples must run as shown in a fresh file.
+example_harness_exempt = ["output", "teardown", "pytest-plugin", "lifecycle"]
