@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mirakuru.core.budget import Budget
 from mirakuru.core.schedule import (
+    COST_RATIO,
     FIRST_DELAY,
     MAX_AUTO_CAP,
     MIN_AUTO_CAP,
@@ -108,24 +109,109 @@ class TestDeadline:
 
 
 class TestAdaptiveCap:
-    """The automatic cap follows the cost of a check."""
+    """The automatic cap follows the cost of a check, below the user's ``sleep``."""
 
     @given(cost=costs)
     def test_within_bounds(self, cost: float) -> None:
-        """The automatic cap stays between 5 ms and the published 0.1 s."""
+        """Left at the default, the automatic cap stays between 5 ms and the published 0.1 s."""
         assert MIN_AUTO_CAP <= adaptive_cap(cost) <= MAX_AUTO_CAP
 
-    @given(cost=costs, more=costs)
-    def test_monotonic(self, cost: float, more: float) -> None:
+    @given(cost=costs, ceiling=caps)
+    def test_never_above_the_ceiling(self, cost: float, ceiling: float) -> None:
+        """An explicit ``sleep`` is the longest gap, however costly the check."""
+        assert adaptive_cap(cost, ceiling) <= ceiling
+
+    @given(cost=costs, ceiling=caps)
+    def test_never_below_the_floor(self, cost: float, ceiling: float) -> None:
+        """No check is polled faster than every 5 ms unless ``sleep`` asks for that."""
+        assert adaptive_cap(cost, ceiling) >= min(MIN_AUTO_CAP, ceiling)
+
+    @given(cost=costs, more=costs, ceiling=caps)
+    def test_monotonic(self, cost: float, more: float, ceiling: float) -> None:
         """A costlier check is never polled more eagerly."""
-        assert adaptive_cap(cost + more) >= adaptive_cap(cost)
+        assert adaptive_cap(cost + more, ceiling) >= adaptive_cap(cost, ceiling)
+
+    @given(cost=st.floats(min_value=1e-7, max_value=100.0), ceiling=caps)
+    def test_costly_checks_take_a_small_share(self, cost: float, ceiling: float) -> None:
+        """Where ``sleep`` allows it, a check runs at most 1/COST_RATIO of the time."""
+        cap = adaptive_cap(cost, ceiling)
+        if cost * COST_RATIO <= ceiling:
+            assert cost / cap <= 1 / COST_RATIO * (1 + 1e-9)
+        else:
+            assert cap == ceiling
+
+    @given(cost=st.floats(min_value=0.0, max_value=MIN_AUTO_CAP / COST_RATIO), ceiling=caps)
+    def test_cheap_checks_sit_at_the_floor(self, cost: float, ceiling: float) -> None:
+        """A cheap check is polled every 5 ms (or at ``sleep``, when that is shorter)."""
+        assert adaptive_cap(cost, ceiling) == min(MIN_AUTO_CAP, ceiling)
 
     @pytest.mark.parametrize(
-        ("cost", "cap"), [(0.0, MIN_AUTO_CAP), (0.0005, 0.05), (0.01, MAX_AUTO_CAP)]
+        ("cost", "ceiling", "cap"),
+        [
+            (0.0, MAX_AUTO_CAP, MIN_AUTO_CAP),
+            (0.0005, MAX_AUTO_CAP, 0.02),
+            (0.01, MAX_AUTO_CAP, MAX_AUTO_CAP),
+            (0.01, 1.0, 0.4),
+            (0.0001, 0.01, MIN_AUTO_CAP),
+            (0.0001, 0.002, 0.002),
+        ],
     )
-    def test_examples(self, cost: float, cap: float) -> None:
-        """Cheap checks poll every 5 ms, slow ones back off to 0.1 s."""
-        assert adaptive_cap(cost) == pytest.approx(cap)
+    def test_examples(self, cost: float, ceiling: float, cap: float) -> None:
+        """Cheap checks poll every 5 ms; slow ones back off, to ``sleep`` at most."""
+        assert adaptive_cap(cost, ceiling) == pytest.approx(cap)
+
+
+def simulate_detection(ready_at: float, sleep: float, cost: float) -> tuple[float, float]:
+    """Follow the schedule as the waiter does; return (detection lag, longest gap).
+
+    The readiness becomes true at ``ready_at``; each check takes ``cost`` of fake time
+    and is what the adaptive cap is computed from, exactly as ``wait_until`` does.
+    """
+    clock = FakeClock()
+    schedule = PollSchedule(cap=sleep)
+    attempt = 0
+    longest = 0.0
+    cap = schedule.cap
+    while True:
+        began = clock()
+        clock.advance(cost)
+        if began >= ready_at:
+            return clock() - ready_at, longest
+        if attempt > 0:
+            cap = adaptive_cap(cost, schedule.cap)
+        gap = min(schedule.wait(attempt, math.inf), cap)
+        longest = max(longest, gap)
+        clock.advance(gap)
+        attempt += 1
+        assert attempt < 10_000_000
+
+
+class TestSimulatedLag:
+    """Detection lag and gaps of a waiter following the schedule, on a fake clock."""
+
+    @settings(max_examples=60)
+    @given(
+        ready_at=st.floats(min_value=0.0, max_value=6.0),
+        cost=st.floats(min_value=0.0, max_value=MIN_AUTO_CAP / COST_RATIO),
+    )
+    def test_default_lag_stays_at_the_floor(self, ready_at: float, cost: float) -> None:
+        """With the default ``sleep``, readiness after 0.25 s or 5 s is seen within 5 ms."""
+        lag, _ = simulate_detection(ready_at, MAX_AUTO_CAP, cost)
+        assert lag <= MIN_AUTO_CAP + 2 * cost + 1e-9
+
+    @settings(max_examples=60)
+    @given(
+        ready_at=st.floats(min_value=0.0, max_value=3.0),
+        sleep=st.floats(min_value=0.002, max_value=0.5),
+        cost=st.floats(min_value=0.0, max_value=0.01),
+    )
+    def test_explicit_sleep_is_the_longest_gap(
+        self, ready_at: float, sleep: float, cost: float
+    ) -> None:
+        """An explicit ``sleep`` bounds every gap, so lag never exceeds sleep + one check."""
+        lag, longest = simulate_detection(ready_at, sleep, cost)
+        assert longest <= sleep
+        assert lag <= sleep + 2 * cost + 1e-9
 
 
 class TestValidation:
