@@ -91,6 +91,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--rebuild", action="store_true", help="reinstall both venvs first")
     parser.add_argument(
+        "--portable",
+        action="store_true",
+        help="run ours with MIRAKURU_PORTABLE=1 (no Linux fast paths) in the lag-* and "
+        "stop-* scenarios; published is unaffected",
+    )
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="exit 1 if any run failed, timed out or left survivors",
@@ -107,6 +113,19 @@ def select(patterns: Sequence[str] | None) -> list[Scenario]:
         names = ", ".join(s.name for s in SCENARIOS)
         raise SystemExit(f"unknown scenario(s) {unknown}; choose from: {names}")
     return [s for s in SCENARIOS if any(fnmatch.fnmatch(s.name, p) for p in wanted)]
+
+
+#: Scenarios whose code paths differ in ours' portable mode (pidfd, inotify, sock_diag).
+PORTABLE_PATTERNS = ("lag-*", "stop-*")
+
+
+def portable_env(args: argparse.Namespace, scenario: Scenario, impl: str) -> dict[str, str]:
+    """Extra environment of one worker run: MIRAKURU_PORTABLE=1 for ours under --portable."""
+    if not args.portable or impl != OURS:
+        return {}
+    if not any(fnmatch.fnmatch(scenario.name, p) for p in PORTABLE_PATTERNS):
+        return {}
+    return {"MIRAKURU_PORTABLE": "1"}
 
 
 def say(text: str) -> None:
@@ -147,11 +166,12 @@ def measure(
                 # Alternate A, B within each round so drift hits both alike.
                 line = []
                 for impl in (OURS, PUBLISHED):
-                    run = run_worker(envs[impl], scenario.name, args.quick, limit, sandbox)
+                    extra = portable_env(args, scenario, impl)
+                    run = run_worker(envs[impl], scenario.name, args.quick, limit, sandbox, extra)
                     item.runs[impl].append(run)
                     line.append(f"{impl} {_short(run)}")
                 say(
-                    f"[{index:2}/{len(scenarios)}] {scenario.name:<13} "
+                    f"[{index:2}/{len(scenarios)}] {scenario.name:<17} "
                     f"round {round_no}/{rounds}: " + ", ".join(line)
                 )
     finally:
@@ -255,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios = select(args.only)
     if args.list:
         for scenario in scenarios:
-            say(f"{scenario.name:<14} {scenario.title}")
+            say(f"{scenario.name:<17} {scenario.title}")
         return 0
     rounds = args.rounds or (1 if args.quick else DEFAULT_ROUNDS)
     out_dir = output_dir(args)

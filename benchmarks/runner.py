@@ -76,7 +76,12 @@ def _parse(stdout: Path, venv: Venv) -> RunResult:
 
 
 def run_worker(
-    venv: Venv, scenario: str, quick: bool, timeout: float, sandbox: Sandbox
+    venv: Venv,
+    scenario: str,
+    quick: bool,
+    timeout: float,
+    sandbox: Sandbox,
+    extra_env: dict[str, str] | None = None,
 ) -> RunResult:
     token = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -88,6 +93,8 @@ def run_worker(
         }
     )
     env.pop("VIRTUAL_ENV", None)
+    env.pop("MIRAKURU_PORTABLE", None)  # only --portable sets it, and only for ours
+    env.update(extra_env or {})
     cmd = [str(venv.python), "-m", "benchmarks.worker", scenario]
     cmd += ["--impl", venv.impl, "--json"] + (["--quick"] if quick else [])
     stdout = sandbox.root / f"{token}.out"

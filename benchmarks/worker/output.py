@@ -6,6 +6,7 @@ from benchmarks.worker.support import (
     BANNER,
     Context,
     clock,
+    read_stamp,
     service_command,
     wait_for_file,
 )
@@ -24,6 +25,22 @@ def flood(ctx: Context) -> None:
         ctx.record("ready_s", clock() - begin)
     finally:
         executor.stop()
+
+
+def flood_lag(ctx: Context) -> None:
+    """Milliseconds from the banner's write (after 50 MiB of output) to start() returning."""
+    size = ctx.pick(50, 5) * MIB
+    for _ in range(ctx.pick(3, 1)):
+        stamp = ctx.scratch("flood-lag") / "ready"
+        cmd = service_command("flood", "--bytes", str(size), "--stamp", str(stamp))
+        executor = ctx.mirakuru.OutputExecutor(cmd, banner=BANNER)
+        try:
+            executor.start()
+            returned = clock()
+            written = read_stamp(stamp)
+        finally:
+            executor.stop()
+        ctx.record("lag_ms", (returned - written) * 1000.0)
 
 
 def after_banner(ctx: Context) -> None:

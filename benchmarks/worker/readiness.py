@@ -20,31 +20,31 @@ from benchmarks.worker.support import (
 )
 
 
-def build(ctx: Context, kind: str, delay: float, stamp: Path, tmp: Path) -> Any:
-    """An executor, default settings, for a ``kind`` fixture ready after ``delay``."""
+def build(ctx: Context, kind: str, delay: float, stamp: Path, tmp: Path, **options: float) -> Any:
+    """An executor for a ``kind`` fixture ready after ``delay``, default settings + ``options``."""
     mk = ctx.mirakuru
     common = ["--delay", f"{delay:.6f}", "--stamp", str(stamp)]
     if kind == "output":
-        return mk.OutputExecutor(service_command("output", *common), banner=BANNER)
+        return mk.OutputExecutor(service_command("output", *common), banner=BANNER, **options)
     if kind == "tcp":
         port = free_port()
         cmd = service_command("tcp", *common, "--port", str(port))
-        return mk.TCPExecutor(cmd, host="127.0.0.1", port=port)
+        return mk.TCPExecutor(cmd, host="127.0.0.1", port=port, **options)
     if kind == "http":
         port = free_port()
         cmd = service_command("http", *common, "--port", str(port))
-        return mk.HTTPExecutor(cmd, url=f"http://127.0.0.1:{port}/")
+        return mk.HTTPExecutor(cmd, url=f"http://127.0.0.1:{port}/", **options)
     if kind == "pid":
         path = tmp / "service.pid"
         cmd = service_command("pid", *common, "--path", str(path))
-        return mk.PidExecutor(cmd, filename=str(path))
+        return mk.PidExecutor(cmd, filename=str(path), **options)
     if kind == "unix":
         path = tmp / "service.sock"
         cmd = service_command("unix", *common, "--path", str(path))
-        return mk.UnixSocketExecutor(cmd, socket_name=str(path))
+        return mk.UnixSocketExecutor(cmd, socket_name=str(path), **options)
     if kind == "sdnotify":
         probe = api.sd_notify_probe(ctx)
-        return mk.Executor(service_command("sdnotify", *common), ready=probe)
+        return mk.Executor(service_command("sdnotify", *common), ready=probe, **options)
     raise ValueError(f"unknown readiness kind {kind!r}")
 
 
@@ -61,6 +61,44 @@ def lag(ctx: Context, kind: str) -> None:
         # uniformly instead of always hitting the same point of its cycle.
         delay = 0.25 + random.uniform(0.0, 0.1)  # noqa: S311 - not crypto
         executor = build(ctx, kind, delay, stamp, tmp)
+        try:
+            executor.start()
+            returned = clock()
+            ready = read_stamp(stamp)
+        finally:
+            executor.stop()
+        ctx.record("lag_ms", (returned - ready) * 1000.0)
+
+
+def lag_after(ctx: Context, kind: str, delay: float, reps: tuple[int, int]) -> None:
+    """Lag for a server that starts listening ``delay`` s after its interpreter started.
+
+    The fixture stamps the instant right after ``listen()`` returned (HTTP: after the
+    server bound and listened), so the lag includes everything from the socket being
+    connectable to start() returning: the polling gap, the accept confirmation, and the
+    work done after the check succeeded.
+    """
+    for _ in range(ctx.pick(*reps)):
+        tmp = ctx.scratch(kind)
+        stamp = tmp / "ready"
+        phase = random.uniform(0.0, 0.1)  # noqa: S311 - not crypto
+        executor = build(ctx, kind, delay + phase, stamp, tmp)
+        try:
+            executor.start()
+            returned = clock()
+            ready = read_stamp(stamp)
+        finally:
+            executor.stop()
+        ctx.record("lag_ms", (returned - ready) * 1000.0)
+
+
+def lag_with_sleep(ctx: Context, kind: str, sleep: float) -> None:
+    """Lag at an explicit ``sleep``, server listening after 250 ms (plus a random phase)."""
+    for _ in range(ctx.pick(5, 2)):
+        tmp = ctx.scratch(kind)
+        stamp = tmp / "ready"
+        delay = 0.25 + random.uniform(0.0, 0.1)  # noqa: S311 - not crypto
+        executor = build(ctx, kind, delay, stamp, tmp, sleep=sleep)
         try:
             executor.start()
             returned = clock()

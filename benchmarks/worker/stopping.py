@@ -12,6 +12,7 @@ from benchmarks.worker import api
 from benchmarks.worker.support import (
     BANNER,
     Context,
+    bounded_call,
     clock,
     describe,
     is_dying,
@@ -93,6 +94,29 @@ def stop_tree(ctx: Context) -> None:
         late = sum(1 for p in survivors if _alive(p))
         ctx.note(f"{late} of them still alive 0.5 s later")
     # Never leave the tree behind, whatever the implementation did.
+    for proc in members:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+def stop_stragglers(ctx: Context) -> None:
+    """stop() with default settings when the leader exits but 50 children ignore SIGTERM.
+
+    The bound is the worker's own: a stop() still running after it is recorded as a
+    miss (None), and the tree is killed here so the run still ends clean.
+    """
+    mk = ctx.mirakuru
+    pids = ctx.scratch("stragglers") / "pids"
+    cmd = service_command("stragglers", "--count", str(TREE_SIZE), "--path", str(pids))
+    executor = mk.OutputExecutor(cmd, banner=BANNER)
+    executor.start()
+    members = _tree_members(pids)
+    took = bounded_call(executor.stop, ctx.pick_float(20.0, 10.0))
+    survivors = [p for p in members if _alive(p)]
+    ctx.record("stop_ms", None if took is None else took * 1000.0)
+    ctx.record("survivors", float(len(survivors)))
+    if took is None:
+        ctx.note("stop() had not returned within the bound")
     for proc in members:
         with contextlib.suppress(psutil.Error):
             proc.kill()

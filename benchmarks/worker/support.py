@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,31 @@ def wait_for_file(path: Path, timeout: float) -> float | None:
             return None
         time.sleep(0.005)
     return clock() - start
+
+
+def bounded_call(action: Callable[[], object], limit: float) -> float | None:
+    """Seconds ``action`` took, or None if it had not returned within ``limit``.
+
+    The action runs in a daemon thread, so a hang becomes a reported miss instead of a
+    worker that never answers; an exception inside it is re-raised here.
+    """
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            action()
+        except BaseException as exc:
+            failure.append(exc)
+
+    begin = clock()
+    thread = threading.Thread(target=target, name="bounded-call", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        return None
+    if failure:
+        raise failure[0]
+    return clock() - begin
 
 
 def token_processes() -> list[psutil.Process]:

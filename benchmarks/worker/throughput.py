@@ -17,11 +17,11 @@ def _trivial(ctx: Context) -> Any:
     return ctx.mirakuru.OutputExecutor(TRIVIAL, banner=TRIVIAL_BANNER)
 
 
-def cycles(ctx: Context) -> None:
+def cycles(ctx: Context, **options: float) -> None:
     count = ctx.pick(50, 10)
     begin = clock()
     for _ in range(count):
-        executor = _trivial(ctx)
+        executor = ctx.mirakuru.OutputExecutor(TRIVIAL, banner=TRIVIAL_BANNER, **options)
         executor.start()
         executor.stop()
     ctx.record("cycles_per_s", count / (clock() - begin))
@@ -59,6 +59,21 @@ def spawn(ctx: Context) -> None:
         elapsed = clock() - begin
         executor.stop()
         if rep:  # the first one warms caches; it is not a sample
+            ctx.record("start_ms", elapsed * 1000.0)
+
+
+def spawn_loop(ctx: Context) -> None:
+    """start() of a SimpleExecutor in a start/stop loop, of a process that keeps running."""
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    mk = ctx.mirakuru
+    reps = ctx.pick(30, 5)
+    for rep in range(reps + 1):
+        executor = mk.SimpleExecutor([sleep, "100"])
+        begin = clock()
+        executor.start()
+        elapsed = clock() - begin
+        executor.stop()
+        if rep:  # only starts that follow a stop() count: the loop, not the first start
             ctx.record("start_ms", elapsed * 1000.0)
 
 
