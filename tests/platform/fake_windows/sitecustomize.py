@@ -8,6 +8,7 @@ names at import time is exercised.
 import contextlib
 import importlib
 import os
+import platform
 import select
 import signal
 import socket
@@ -35,6 +36,9 @@ for _name in (
     with contextlib.suppress(ImportError):
         importlib.import_module(_name)
 
+# platform caches what it learns; on Windows it has its own sources, here it needs os.uname.
+platform.uname()
+
 _POSIX_ONLY = {
     signal: (
         "SIGKILL SIGCHLD SIGHUP SIGQUIT SIGUSR1 SIGUSR2 SIGALRM SIGSTOP SIGCONT SIGPIPE "
@@ -44,8 +48,8 @@ _POSIX_ONLY = {
     os: (
         "killpg setsid getpgid getpgrp setpgid getsid fork forkpty pidfd_open waitid wait3 "
         "wait4 WNOHANG WNOWAIT WEXITED WEXITSTATUS WIFEXITED WIFSIGNALED WTERMSIG P_PID P_PIDFD "
-        "getuid geteuid getgid O_CLOEXEC O_NONBLOCK sched_getaffinity posix_spawn "
-        "register_at_fork pipe2 mkfifo sysconf uname statvfs fchmod chown"
+        "getuid geteuid getgid O_CLOEXEC O_NONBLOCK sched_getaffinity "
+        "register_at_fork pipe2 mkfifo sysconf statvfs fchmod chown"
     ),
     select: "poll epoll POLLIN POLLOUT POLLHUP POLLERR POLLNVAL POLLPRI EPOLLIN kqueue kevent",
     socket: "AF_NETLINK SO_PEERCRED SOCK_CLOEXEC SOCK_NONBLOCK SCM_RIGHTS SO_REUSEPORT",
