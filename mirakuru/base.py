@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 import uuid
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -158,6 +159,15 @@ class SimpleExecutor:
         :param output_limit: the most bytes of each captured stream kept for
             :meth:`output` (the head; ``None``: no limit); the tail is always kept.
         """
+        given: object = timeout  # typed float, but mirakuru 3.1 callers pass True
+        if given is True:
+            # mirakuru 3.1 took any true value: keep True meaning one second, but say so.
+            warnings.warn(
+                "timeout=True is deprecated; pass a number of seconds (True means 1)",
+                DeprecationWarning,
+                stacklevel=3 if type(self).__init__ is not SimpleExecutor.__init__ else 2,
+            )
+            timeout = 1
         parsed = normalize_command(command)
         self.command: str = parsed.display
         self.command_parts: Any = parsed.parts
@@ -236,7 +246,10 @@ class SimpleExecutor:
             "env": self.envvars,
             "cwd": self.cwd,
         }
-        kwargs.update(self._extra_popen_kwargs)
+        # What the executor relies on (pipes, text mode, marker, directory) is never overridden.
+        kwargs.update(
+            (key, value) for key, value in self._extra_popen_kwargs.items() if key not in kwargs
+        )
         return kwargs
 
     @property
@@ -357,7 +370,8 @@ class SimpleExecutor:
             raise
         self.process = process
         self._run = Run(process, output_limit=self._output_limit)
-        registry.track(self)
+        if self._run.real:  # a stand-in's PID is not ours to guard or signal
+            registry.track(self)
 
     def _wait_sources(self) -> list[EventSource]:
         """What should wake a waiter: the child's exit, and its output if nobody drains it."""
@@ -502,6 +516,9 @@ class SimpleExecutor:
             if expected_returncode is None:
                 expected_returncode = -chosen
             self._fire(Trigger.STOP, f"stop with {_signal_name(chosen)}")
+            if self._run is not None and not self._run.real:
+                self._stop_stand_in(chosen)
+                return self
             try:
                 report = self._terminate(chosen, self._timeouts.grace)
             except BaseException as interruption:
@@ -547,6 +564,9 @@ class SimpleExecutor:
             starting = self.state is State.STARTING
             if not starting:
                 self._fire(Trigger.STOP, f"kill with {_signal_name(chosen)}")
+            if self._run is not None and not self._run.real:
+                self._stop_stand_in(chosen)
+                return self
             leader = teardown.Leader(process, self._pidfd)
             self.last_stop = teardown.kill_tree(
                 leader, chosen, self._signal_marked, self._claim, KILL_WAIT if wait else None
@@ -580,6 +600,17 @@ class SimpleExecutor:
         finally:
             self._lock.acquire()
         return True
+
+    def _stop_stand_in(self, sig: int) -> None:
+        """A Popen stand-in (a test's mock) is driven only through its own methods."""
+        process = self.process
+        assert process is not None
+        try:
+            process.send_signal(sig)
+            process.wait(self._timeouts.grace)
+        finally:
+            self._clear_process()
+            self._fire(Trigger.FINISH, f"stand-in stopped with {_signal_name(sig)}")
 
     def _kill_unlocked(self, sig: int) -> None:
         """Signal the tree while another thread owns the lifecycle; it will clean up."""
@@ -811,6 +842,11 @@ class Executor(SimpleExecutor):
         """
         probe = self._occupied_probe()
         if probe is None:
+            if type(self).after_start_check is Executor.after_start_check:
+                raise NotImplementedError(
+                    f"{type(self).__name__} has no readiness check: pass ready=<probe> "
+                    "or override pre_start_check() and after_start_check()"
+                )
             return False
         budget = Budget.starting_at(monotonic(), self._timeout)
         return attempt(probe, within(budget))

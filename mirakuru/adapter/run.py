@@ -22,6 +22,9 @@ from mirakuru.adapter.sources import EventSource
 
 __all__ = ["Run", "WakeUp"]
 
+#: The real class, kept before a test can patch ``subprocess.Popen`` with a stand-in.
+_REAL_POPEN = subprocess.Popen
+
 
 class WakeUp:
     """A descriptor another thread makes readable to wake a waiter (say, stop() during start)."""
@@ -61,7 +64,7 @@ class Run:
     ) -> None:
         self.process = process
         #: A stand-in for Popen (a test's mock) is driven only through its own methods.
-        self.real = isinstance(process, subprocess.Popen)
+        self.real = isinstance(process, _REAL_POPEN)
         self.pidfd = open_pidfd(process.pid) if self.real else None
         streams: dict[str, int] = {}
         if self.real:

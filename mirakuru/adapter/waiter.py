@@ -31,13 +31,13 @@ def wait_until(
 
     ``check`` runs at once, then again whenever one of ``sources`` or ``hints`` becomes
     readable (after the source has consumed what it had) or the schedule's next delay
-    passes, whichever is first. An event from a hint (say, a file appearing in a watched
-    directory) also restarts the schedule at its first, shortest delay, since readiness
-    is probably moments away. With ``adaptive``, the schedule's cap follows what one
-    wake-up (the check plus the poll) costs this thread in CPU time, so an expensive check
-    is polled at most about 2.5% of the time, never less often than the schedule's cap (the
-    user's ``sleep``). The check always runs at least once, even with an already expired
-    budget.
+    passes, whichever is first, unless the deadline has passed by then. An event from a
+    hint (say, a file appearing in a watched directory) also restarts the schedule at its
+    first, shortest delay, since readiness is probably moments away. With ``adaptive``,
+    the schedule's cap follows what one wake-up (the check plus the poll) costs this thread
+    in CPU time, so an expensive check is polled at most about 2.5% of the time, never less
+    often than the schedule's cap (the user's ``sleep``). The check always runs at least
+    once, even with an already expired budget.
     """
     poller = select.poll()
     by_fd: dict[int, EventSource] = {}
@@ -51,6 +51,10 @@ def wait_until(
     cycle_began = cost_clock()
     cap = schedule.cap
     while True:
+        # Deadline first, then the check: readiness seen past the deadline is a timeout.
+        # The first check always runs, even with an already expired budget.
+        if attempt > 0 and budget.expired(clock()):
+            return TimedOut(attempt)
         if check():
             return Ready(attempt + 1)
         now = clock()
