@@ -46,21 +46,21 @@ HARNESS = frozenset(
 _WORD = re.compile(r"[A-Za-z_][\w.-]*")
 
 
-def _rendered_python(doctree: nodes.document) -> list[nodes.literal_block]:
-    blocks = []
+def _rendered_python(doctree: nodes.document) -> list[nodes.Element]:
+    blocks: list[nodes.Element] = list(doctree.findall(nodes.doctest_block))
     for block in doctree.findall(nodes.literal_block):
         kind = block.get("testnodetype")
-        if kind in ("testcode", "doctest") or (
-            kind is None and block.get("language") in ("python", "pycon")
-        ):
+        language = block.get("language")
+        if kind in ("testcode", "doctest") or (kind is None and language in ("python", "pycon")):
             blocks.append(block)
     return blocks
 
 
-def _source(block: nodes.literal_block) -> str:
+def _source(block: nodes.Element) -> str:
     text: str = block.astext()
     if (
-        block.get("testnodetype") == "doctest"
+        isinstance(block, nodes.doctest_block)
+        or block.get("testnodetype") == "doctest"
         or block.get("language") == "pycon"
         or text.lstrip().startswith(">>>")
     ):
@@ -76,8 +76,9 @@ def _source(block: nodes.literal_block) -> str:
 def _prose_words(doctree: nodes.document) -> set[str]:
     words: set[str] = set()
     for text in doctree.findall(nodes.Text):
-        if not isinstance(text.parent, nodes.literal_block):
-            words.update(word.lower().replace("-", "_") for word in _WORD.findall(str(text)))
+        if not isinstance(text.parent, nodes.literal_block | nodes.doctest_block):
+            found = _WORD.findall(str(text))
+            words.update(word.rstrip(".").lower().replace("-", "_") for word in found)
     return words
 
 
