@@ -42,6 +42,8 @@ class Capabilities:
     """The process table is read from ``/proc`` (fallback: psutil)."""
     abstract_socket: bool
     """sd_notify uses an abstract unix socket (fallback: a socket file in a private dir)."""
+    cgroup: bool = False
+    """Each service gets a cgroup v2 of its own (fallback: groups, start times, markers)."""
 
     def as_table(self) -> dict[str, str]:
         """Capability name → "fast path" or "fallback", for reports."""
@@ -69,4 +71,11 @@ def capabilities() -> Capabilities:
         kqueue=not fast and hasattr(select, "kqueue"),
         proc_fs=fast and os.path.isdir("/proc/self"),
         abstract_socket=fast,
+        cgroup=fast and _cgroup_available(),
     )
+
+
+def _cgroup_available() -> bool:
+    from mirakuru.adapter import cgroup  # probes the file system: only on demand
+
+    return cgroup.available()

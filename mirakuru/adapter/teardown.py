@@ -3,9 +3,15 @@
 The algorithm, for :func:`terminate`: pin a snapshot of the leader's descendants, send the
 stop signal to the leader, its group (only while the leader is unreaped, so the group ID
 cannot have been recycled), the snapshot, and every process carrying our exact marker
-(daemons that left the group); wait for all of them on their pidfds; when the grace period
-ends, send the kill signal to every survivor and to the marked processes again, wait
-(bounded) and reap. :func:`kill_tree` is the same without the grace period.
+(daemons that left the group), and every member of the service's own cgroup where it has
+one (daemons that also left the session and wiped their environment); wait for all of them
+on their pidfds; when the grace period ends, send the kill signal to every survivor and to
+the marked processes again, wait (bounded) and reap. :func:`kill_tree` is the same without
+the grace period.
+
+Stragglers: once the leader has exited, the processes it left behind get at most
+:data:`STRAGGLER_GRACE` more seconds (never more than the grace period) before the kill
+signal. A leader that ignores the stop signal still gets the full grace period.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 
 import attrs
 
-from mirakuru.adapter import tree
+from mirakuru.adapter import identity, tree
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.process import send_signal
 from mirakuru.adapter.tree import Member
@@ -28,6 +34,7 @@ from mirakuru.adapter.tree import Member
 __all__ = [
     "KILL_WAIT",
     "MAX_GRACE",
+    "STRAGGLER_GRACE",
     "KillPolicy",
     "Leader",
     "StopReport",
@@ -40,6 +47,8 @@ __all__ = [
 KILL_WAIT = 10.0
 #: The grace period used when none is set (``timeout=None``): long, but never unbounded.
 MAX_GRACE = 3600.0
+#: How long descendants may outlive their exited leader after the stop signal.
+STRAGGLER_GRACE = 0.5
 
 #: ``signal_marked(sig, already)``: send ``sig`` to every process carrying our marker except
 #: those for which ``already(pid)`` holds, and return the PIDs of all marked processes found.
@@ -162,13 +171,31 @@ class Leader:
 
 
 def _family(leader: Leader) -> list[Member]:
-    """The leader's descendants, pinned; none if it is reaped or they cannot be listed."""
-    if not leader.running():
+    """The leader's descendants and its cgroup's members, pinned (without the leader)."""
+    found: list[Member] = []
+    if leader.running():
+        with contextlib.suppress(Exception):
+            found = tree.snapshot(leader.pid)
+    return found + _cgroup_members(leader, {leader.pid, *(member.pid for member in found)})
+
+
+def _cgroup_members(leader: Leader, known: set[int]) -> list[Member]:
+    """Members of the leader's own cgroup not in ``known``, each pinned then re-checked."""
+    pinned = identity.of(leader.process)
+    group = pinned.group if pinned is not None else None
+    if group is None:
         return []
-    try:
-        return tree.snapshot(leader.pid)
-    except Exception:
-        return []
+    members = []
+    for pid in group.pids() - known:
+        member = Member.pinned(pid)
+        if member is None:
+            continue
+        # Pinned first: if the PID was recycled in between, the new process is not a member.
+        if group.holds(pid):
+            members.append(member)
+        else:
+            member.close()
+    return members
 
 
 def _nobody(pid: int) -> bool:
@@ -235,7 +262,7 @@ def terminate(
     try:
         count, escapees = _deliver(leader, family, sig, signal_marked, claim)
         members.extend(escapees)
-        survivors = tree.wait_gone([*leader.waitable(), *members], policy.grace_seconds, clock)
+        survivors = _wait_with_stragglers(leader, members, policy.grace_seconds, clock)
         leftovers: list[Member] = []
         if survivors:
             leftovers = _escalate(leader, survivors, policy, signal_marked, claim, clock)
@@ -259,6 +286,22 @@ def terminate(
     )
 
 
+def _wait_with_stragglers(
+    leader: Leader, members: list[Member], grace: float, clock: Callable[[], float]
+) -> list[Member]:
+    """Wait up to ``grace`` for the tree, but only :data:`STRAGGLER_GRACE` after the leader."""
+    deadline = clock() + grace
+    own = leader.waitable()
+    if own and members:
+        if tree.wait_gone(own, grace, clock):
+            return [*own, *tree.wait_gone(members, 0.0, clock)]
+        own = []
+    remaining = max(0.0, deadline - clock())
+    if not own:
+        remaining = min(remaining, STRAGGLER_GRACE)
+    return tree.wait_gone([*own, *members], remaining, clock)
+
+
 def _escalate(
     leader: Leader,
     survivors: list[Member],
@@ -271,9 +314,12 @@ def _escalate(
     sig = policy.kill_signal
     leader.signal(sig)
     tree.signal_all(survivors, sig)
-    # Processes forked during the grace period are found by the marker scan again.
+    # Processes forked during the grace period are found in the cgroup and by the marker.
     pinned = {leader.pid, *(member.pid for member in survivors)}
-    late = claim(signal_marked(sig, pinned.__contains__) - pinned)
+    late = _cgroup_members(leader, pinned)
+    tree.signal_all(late, sig)
+    pinned.update(member.pid for member in late)
+    late += claim(signal_marked(sig, pinned.__contains__) - pinned)
     try:
         return tree.wait_gone([*leader.waitable(), *survivors, *late], policy.kill_wait, clock)
     finally:

@@ -147,6 +147,15 @@ class Member:
         return cls(process.pid, fd, process)
 
     @classmethod
+    def pinned(cls, pid: int) -> Member | None:
+        """Pin ``pid`` as it is now (the caller then checks it is the process it means)."""
+        fd = open_pidfd(pid)
+        if fd is not None:
+            return cls(pid, fd, None)
+        process = _maybe_process(pid)
+        return cls(pid, None, process) if process is not None else None
+
+    @classmethod
     def claim(cls, pid: int, env_name: str, token: str) -> Member | None:
         """Pin ``pid`` if, after pinning, it carries exactly our marker; else None."""
         fd = open_pidfd(pid)

@@ -3,11 +3,17 @@
 ``atexit`` and ``__del__`` cannot run when the Python process that owns executors is
 killed with SIGKILL, crashes, or is cut down by a CI timeout. So the first executor to
 start also starts a tiny watchdog (``mirakuru/adapter/watchdog_main.py``, in its own
-session, standard library only) and tells it, through a pipe, the process group and
-ownership token of every service it starts and stops. Only this process holds the pipe's
-write end (close-on-exec, and closed in forked children), so when this process dies,
-however it dies, the watchdog reads end of file and kills what is still registered,
-checking every PID against its token first.
+session, standard library only) and tells it, over a unix socket pair, every service it
+starts and stops: the ownership token, the process group, the cgroup, and a pidfd of the
+leader passed with ``SCM_RIGHTS`` (so the watchdog holds the process itself, not a PID that
+could be recycled). Only this process holds its end of the socket (close-on-exec, closed in
+forked children), so when this process dies, however it dies, the watchdog reads end of file
+and kills what is still registered.
+
+The watchdog is a helper and never takes the owner down: sends are non-blocking and use
+``MSG_NOSIGNAL`` (no SIGPIPE even under ``SIG_DFL``); a watchdog found dead, stopped or
+unable to keep up is logged once, killed if needed (it is our own child) and replaced by a
+fresh one that is told every current registration.
 
 On by default. Opt out with the environment variable ``MIRAKURU_WATCHDOG=0`` (read when
 the first executor starts) or by calling :func:`disable`. Nothing is started, and nothing
@@ -20,10 +26,14 @@ import contextlib
 import logging
 import os
 import select
+import signal
+import socket
 import sys
 import threading
 
 import attrs
+
+from mirakuru.adapter.capabilities import capabilities
 
 __all__ = ["ENV_SWITCH", "disable", "enabled", "register", "unregister", "watchdog_pid"]
 
@@ -37,17 +47,30 @@ _PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "watchdog_ma
 
 @attrs.frozen(slots=True)
 class _Link:
-    """A running watchdog: who started it, the pipe's write end, its PID."""
+    """A running watchdog: who started it, our end of the socket, its PID and pidfd."""
 
     owner: int
-    fd: int
+    sock: socket.socket
     pid: int
+    pidfd: int | None
+
+
+@attrs.frozen(slots=True)
+class _Service:
+    """What the watchdog is told about one service."""
+
+    pgid: int | None
+    cgroup: str | None
+    pidfd: int | None
 
 
 _lock = threading.Lock()
 _link: _Link | None = None
-_registered: dict[str, int | None] = {}
+_registered: dict[str, _Service] = {}
 _disabled = False
+_complained = False
+#: Each command is one datagram; a watchdog that lets this many bytes queue is stuck.
+_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0) | getattr(socket, "MSG_DONTWAIT", 0)
 
 
 def enabled() -> bool:
@@ -63,31 +86,48 @@ def disable() -> None:
     global _disabled, _link  # noqa: PLW0603 - one watchdog per process
     with _lock:
         _disabled = True
+        services = list(_registered.values())
         _registered.clear()
         link, _link = _link, None
+    for service in services:
+        _close_fd(service.pidfd)
     if link is not None and link.owner == os.getpid():
         with contextlib.suppress(OSError):
-            os.write(link.fd, b"q\n")
-        _close(link)
+            link.sock.send(b"q", _SEND_FLAGS)
+        _close(link, wait=1.0)
 
 
-def register(token: str, pgid: int | None) -> None:
-    """Guard a freshly started service: its ownership token and (if it leads one) group."""
-    if not enabled() or not _usable(token):
+def register(
+    token: str, pgid: int | None, cgroup: str | None = None, pidfd: int | None = None
+) -> None:
+    """Guard a freshly started service: its token, group, cgroup and a pidfd of its leader.
+
+    The watchdog gets its own copy of ``pidfd``; the caller keeps (and closes) theirs.
+    """
+    if not enabled() or not _usable(token) or (cgroup is not None and not _usable(cgroup)):
         return
+    own = None
+    if pidfd is not None:
+        with contextlib.suppress(OSError):
+            own = os.dup(pidfd)
     with _lock:
-        _registered[token] = pgid
-        _send(f"+ {token} {pgid if pgid is not None else '-'}\n")
+        previous = _registered.pop(token, None)
+        if previous is not None:
+            _close_fd(previous.pidfd)
+        service = _registered[token] = _Service(pgid, cgroup, own)
+        _deliver(_plus(token, service), service.pidfd)
 
 
 def unregister(token: str) -> None:
     """The service with ``token`` is gone: nothing of it is left to kill."""
     with _lock:
-        if _registered.pop(token, False) is False:
+        service = _registered.pop(token, None)
+        if service is None:
             return
+        _close_fd(service.pidfd)
         link = _link
         if link is not None and link.owner == os.getpid():
-            _send(f"- {token}\n")
+            _deliver(f"- {token}".encode(), None)
 
 
 def watchdog_pid() -> int | None:
@@ -100,89 +140,174 @@ def _usable(token: str) -> bool:
     return bool(token) and not any(character.isspace() for character in token)
 
 
-def _replay() -> str:
-    """Every current registration, as commands for a fresh watchdog."""
-    return "".join(f"+ {t} {g if g is not None else '-'}\n" for t, g in _registered.items())
+def _plus(token: str, service: _Service) -> bytes:
+    group = service.pgid if service.pgid is not None else "-"
+    return f"+ {token} {group} {service.cgroup or '-'}".encode()
 
 
-def _send(line: str) -> None:
-    """Write one command (lock held); start or restart the watchdog when needed."""
+def _complain(why: str) -> None:
+    global _complained  # noqa: PLW0603 - logged once per process
+    if not _complained:
+        _complained = True
+        LOG.warning("mirakuru watchdog %s: starting a new one", why)
+
+
+def _deliver(message: bytes, pidfd: int | None) -> None:
+    """Send one command (lock held, never blocking); replace a dead or stuck watchdog."""
     global _link  # noqa: PLW0603 - one watchdog per process
     link = _link
     if link is None or link.owner != os.getpid():
-        if not line.startswith("+"):
+        if not message.startswith(b"+"):
             return
-        link = _link = _spawn()
-        if link is None:
+        _link = _fresh()
+        return
+    problem = _stuck(link)
+    if problem is None:
+        try:
+            _transmit(link.sock, message, pidfd)
             return
-        line = _replay()
+        except BlockingIOError:
+            problem = "cannot keep up"
+        except OSError:
+            problem = "is gone"
+    _complain(problem)
+    _close(link, wait=0.0, kill=True)
+    _link = _fresh()
+
+
+def _transmit(sock: socket.socket, message: bytes, pidfd: int | None) -> None:
+    if pidfd is None:
+        sock.send(message, _SEND_FLAGS)
+    else:
+        socket.send_fds(sock, [message], [pidfd], _SEND_FLAGS)
+
+
+def _stuck(link: _Link) -> str | None:
+    """Why the watchdog cannot serve us (dead, stopped), or None when it can."""
+    state = _state(link.pid)
+    if state is None or state in "ZX":
+        return "is gone"
+    if state in "Tt":
+        return "is stopped"
+    return None
+
+
+def _state(pid: int) -> str | None:
+    """The one-letter scheduler state of our child ``pid``; None if it is gone."""
+    if capabilities().proc_fs:
+        try:
+            fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return data[data.rfind(b")") + 2 :][:1].decode() or None
+    import psutil  # the portable path only
+
     try:
-        os.write(link.fd, line.encode())
-    except OSError:
-        # The watchdog died (someone killed it): start a new one and tell it everything.
-        _close(link)
-        _link = _spawn()
-        if _link is not None:
-            with contextlib.suppress(OSError):
-                os.write(_link.fd, _replay().encode())
+        status = psutil.Process(pid).status()
+    except psutil.Error:
+        return None
+    if status == psutil.STATUS_ZOMBIE:
+        return "Z"
+    return "T" if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP) else "S"
+
+
+def _fresh() -> _Link | None:
+    """Start a watchdog and tell it every current registration."""
+    link = _spawn()
+    if link is None:
+        return None
+    try:
+        for token, service in _registered.items():
+            _transmit(link.sock, _plus(token, service), service.pidfd)
+    except OSError as error:
+        LOG.debug("new watchdog refused its registrations: %s", error)
+        _close(link, wait=0.0, kill=True)
+        return None
+    return link
 
 
 def _spawn() -> _Link | None:
-    """Start the watchdog without waiting for it: its commands queue in the pipe."""
+    """Start the watchdog without waiting for it: its commands queue in the socket."""
     if not sys.executable or not os.path.isfile(_PROGRAM):
         LOG.debug("no watchdog: cannot find the interpreter or %s", _PROGRAM)
         return None
-    read_end, write_end = os.pipe()  # both close-on-exec: services never inherit them
+    try:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except OSError as error:
+        LOG.debug("no watchdog: %s", error)
+        return None
     argv = [sys.executable, "-I", "-S", _PROGRAM]
     actions = [
-        (os.POSIX_SPAWN_DUP2, read_end, 0),
+        (os.POSIX_SPAWN_DUP2, theirs.fileno(), 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
         (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
     ]
+    env = dict(os.environ)
+    env["MIRAKURU_WATCHDOG_PROC"] = "1" if capabilities().proc_fs else "0"
     try:
         try:
-            pid = os.posix_spawn(
-                sys.executable, argv, os.environ, file_actions=actions, setsid=True
-            )
+            pid = os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True)
         except NotImplementedError:
-            pid = os.posix_spawn(
-                sys.executable, argv, os.environ, file_actions=actions, setpgroup=0
-            )
+            pid = os.posix_spawn(sys.executable, argv, env, file_actions=actions, setpgroup=0)
     except OSError as error:
         LOG.debug("no watchdog: %s", error)
-        os.close(write_end)
+        ours.close()
         return None
     finally:
-        os.close(read_end)
-    return _Link(os.getpid(), write_end, pid)
-
-
-def _close(link: _Link) -> None:
-    """Close our end of the pipe and reap the watchdog if it exits promptly."""
-    with contextlib.suppress(OSError):
-        os.close(link.fd)
+        theirs.close()
+    pidfd = None
     opener = getattr(os, "pidfd_open", None)
+    if opener is not None:
+        with contextlib.suppress(OSError):
+            pidfd = opener(pid)
+    return _Link(os.getpid(), ours, pid, pidfd)
+
+
+def _close(link: _Link, wait: float, kill: bool = False) -> None:
+    """Close our end; kill the watchdog if asked (it is our unreaped child) and reap it."""
+    with contextlib.suppress(OSError):
+        link.sock.close()
     try:
-        if opener is not None:
-            fd = opener(link.pid)
-            try:
-                select.select([fd], [], [], 1.0)
-            finally:
-                os.close(fd)
+        if kill:
+            if link.pidfd is not None:
+                signal.pidfd_send_signal(link.pidfd, signal.SIGKILL)
+            else:
+                os.kill(link.pid, signal.SIGKILL)
+            wait = max(wait, 1.0)
+        if link.pidfd is not None and wait > 0:
+            select.select([link.pidfd], [], [], wait)
         os.waitpid(link.pid, os.WNOHANG)
     except OSError:
-        return
+        pass
+    finally:
+        _close_fd(link.pidfd)
+
+
+def _close_fd(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _forget_after_fork() -> None:
-    """In a forked child: the parent's watchdog is not ours, and its pipe must close here."""
+    """In a forked child: the parent's watchdog is not ours, and its socket must close here."""
     global _lock, _link  # noqa: PLW0603 - one watchdog per process
     _lock = threading.Lock()
     link, _link = _link, None
+    services = list(_registered.values())
     _registered.clear()
+    for service in services:
+        _close_fd(service.pidfd)
     if link is not None:
         with contextlib.suppress(OSError):
-            os.close(link.fd)
+            link.sock.close()
+        _close_fd(link.pidfd)
 
 
 if hasattr(os, "register_at_fork"):

@@ -1,0 +1,184 @@
+"""One cgroup v2 per started service, so that nothing it forks can leave our reach.
+
+A process cannot move itself out of a cgroup it has no write access to, whatever it does
+with its session, process group or environment; so a double-forking, ``setsid()``-ing daemon
+that wipes its environment is still listed in ``cgroup.procs`` and is killed by writing to
+``cgroup.kill`` (the same mechanism as systemd's ``KillMode=control-group``). Available where a
+writable cgroup v2 hierarchy is mounted (as root, or with a delegated subtree); elsewhere
+:func:`available` is False and teardown relies on process groups, start times and markers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+import time
+
+__all__ = ["ENV_SWITCH", "Cgroup", "available", "base", "create"]
+
+#: Set to ``0`` (or ``false``, ``no``, ``off``) to give services no cgroup of their own.
+ENV_SWITCH = "MIRAKURU_CGROUP"
+_PREFIX = "mirakuru-"
+
+
+def _read(path: str) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 1 << 20).decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _write(path: str, text: str) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        os.write(fd, text.encode())
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _mount_point() -> str | None:
+    """Where the cgroup v2 hierarchy is mounted (``/sys/fs/cgroup`` or the hybrid path)."""
+    table = _read("/proc/self/mountinfo")
+    if table is None:
+        return None
+    for line in table.splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split(" ", 1)[0] == "cgroup2":
+            return left.split(" ")[4]
+    return None
+
+
+def _own_path() -> str | None:
+    """This process's cgroup v2 path, relative to the mount point."""
+    table = _read("/proc/self/cgroup")
+    if table is None:
+        return None
+    for line in table.splitlines():
+        if line.startswith("0::"):
+            return line[3:].strip()
+    return None
+
+
+@functools.cache
+def base() -> str | None:
+    """The writable cgroup v2 directory new service cgroups are created in, or None."""
+    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if not os.path.isdir("/proc/self"):
+        return None
+    mount, own = _mount_point(), _own_path()
+    if mount is None or own is None:
+        return None
+    parent = os.path.normpath(os.path.join(mount, own.lstrip("/")))
+    probe = os.path.join(parent, f"{_PREFIX}probe-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.mkdir(probe)
+    except OSError:
+        return None
+    try:
+        usable = os.path.exists(os.path.join(probe, "cgroup.kill")) and os.access(
+            os.path.join(probe, "cgroup.procs"), os.W_OK
+        )
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(probe)
+    return parent if usable else None
+
+
+def available() -> bool:
+    """Whether services can be given a cgroup of their own here."""
+    return base() is not None
+
+
+class Cgroup:
+    """A cgroup we created for one service: membership of it is proof of ownership."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def adopt(self, pid: int) -> bool:
+        """Move ``pid`` (our own unreaped child) into this cgroup."""
+        return _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n")
+
+    def pids(self) -> set[int]:
+        """Every process in the cgroup now (empty once it is gone)."""
+        text = _read(os.path.join(self.path, "cgroup.procs"))
+        if not text:
+            return set()
+        return {int(word) for word in text.split() if word.isdigit()}
+
+    def holds(self, pid: int) -> bool:
+        """Whether ``pid`` is a member (check after pinning it with a pidfd)."""
+        return pid in self.pids()
+
+    def populated(self) -> bool:
+        """Whether any process is left in the cgroup."""
+        text = _read(os.path.join(self.path, "cgroup.events"))
+        if text is None:
+            return False
+        return "populated 1" in text
+
+    def kill(self) -> bool:
+        """SIGKILL every member at once, in the kernel (no PID can be recycled meanwhile)."""
+        return _write(os.path.join(self.path, "cgroup.kill"), "1\n")
+
+    def remove(self, wait: float = 0.0) -> bool:
+        """Delete the (empty) cgroup, waiting up to ``wait`` seconds for it to empty."""
+        deadline = time.monotonic() + wait
+        pause = 0.001
+        while True:
+            try:
+                os.rmdir(self.path)
+            except FileNotFoundError:
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(pause)  # no event to wait on for an emptying cgroup without inotify
+                pause = min(pause * 2, 0.05)
+                continue
+            return True
+
+    def remove_later(self, wait: float = 10.0) -> None:
+        """Kill what is left and delete the cgroup in the background (never blocks)."""
+        if self.remove():
+            return
+        self.kill()
+        with contextlib.suppress(RuntimeError):
+            threading.Thread(
+                target=self.remove, args=(wait,), name="mirakuru-cgroup", daemon=True
+            ).start()
+
+    def __repr__(self) -> str:
+        return f"<Cgroup {self.path}>"
+
+
+def create(token: str) -> Cgroup | None:
+    """A fresh cgroup for the service with ownership ``token``, or None where unavailable."""
+    parent = base()
+    if parent is None or not token or "/" in token:
+        return None
+    path = os.path.join(parent, f"{_PREFIX}{token}")
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    return Cgroup(path)
