@@ -187,6 +187,26 @@ def _unverified_context() -> ssl.SSLContext:
     return context
 
 
+class _DeadlineSocket(socket.socket):
+    """A socket whose reads share one deadline: a server sending a byte at a time cannot
+    stretch an attempt past it (a per-read timeout restarts with every byte)."""
+
+    deadline = 0.0
+
+    @classmethod
+    def adopt(cls, sock: socket.socket, deadline: float) -> _DeadlineSocket:
+        timed = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        timed.deadline = deadline
+        return timed
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        left = self.deadline - monotonic()
+        if left <= 0:
+            raise TimeoutError("the HTTP answer did not arrive within the attempt's time")
+        self.settimeout(left)
+        return super().recv_into(buffer, nbytes, flags)
+
+
 def http_ready(probe: Http, timeout: float) -> bool:
     """Whether one request answers with a matching status, within ``timeout``."""
     # Imported here: http.client (and ssl) cost ~20 ms to import, and most users never
@@ -215,7 +235,7 @@ def http_ready(probe: Http, timeout: float) -> bool:
             return False
     else:
         connection = http.client.HTTPConnection(host, port, timeout=limit)
-        connection.sock = sock
+        connection.sock = _DeadlineSocket.adopt(sock, monotonic() + limit)
     target = parts.path or "/"
     if parts.query:
         target = f"{target}?{parts.query}"

@@ -33,8 +33,8 @@ TAIL_LINES = 20
 _READ_SIZE = 1 << 20
 #: A larger pipe means fewer wake-ups when the child prints a lot (best effort).
 _PIPE_SIZE = 1 << 20
-#: A line longer than this is scanned in pieces rather than buffered whole.
-_MAX_CARRY = 1 << 20
+#: Banners match whole lines up to this length; a longer line is scanned in pieces of it.
+MAX_LINE = 64 << 20
 #: The default most bytes of each stream kept for output(); the tail is kept regardless.
 DEFAULT_LIMIT = 64 << 20
 #: Output up to this size stays in memory; beyond it, the spool moves to a temporary file.
@@ -197,7 +197,7 @@ class StreamPump:
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.watches: list[BannerWatch] = []
         self.eof = False
-        self._carry = b""
+        self._carry = bytearray()
         self._carry_offset = 0  # spool offset of the first byte not yet scanned
         os.set_blocking(fd, False)
         # Not a pipe, or over the system's limit: the default size works too.
@@ -247,15 +247,22 @@ class StreamPump:
             self._finish()
 
     def _scan(self, data: bytes) -> None:
-        block = self._carry + data if self._carry else data
-        cut = block.rfind(b"\n") + 1
+        # Only the new block is searched for a newline, and an unfinished line grows in a
+        # bytearray: a long line costs linear time, however many blocks it spans.
+        cut = data.rfind(b"\n") + 1
         if cut == 0:
-            if len(block) < _MAX_CARRY:
-                self._carry = block
-                return
-            cut = len(block)
-        self._carry = block[cut:]
-        self._consume(block[:cut])
+            self._carry += data
+            if len(self._carry) >= MAX_LINE:
+                piece, self._carry = bytes(self._carry), bytearray()
+                self._consume(piece)
+            return
+        if self._carry:
+            complete = bytes(self._carry) + data[:cut]
+            self._carry = bytearray(data[cut:])
+        else:
+            complete = data[:cut]
+            self._carry += data[cut:]
+        self._consume(complete)
 
     def _consume(self, complete: bytes) -> None:
         offset = self._carry_offset
@@ -267,7 +274,7 @@ class StreamPump:
 
     def _finish(self) -> None:
         self.eof = True
-        rest, self._carry = self._carry, b""
+        rest, self._carry = bytes(self._carry), bytearray()
         if rest:
             self._consume(rest)
         self.spool.finish()
