@@ -11,7 +11,6 @@ registered at start covers an owner that is killed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import threading
@@ -121,6 +120,8 @@ class Share:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        import fcntl  # POSIX only: imported when a service is actually shared
+
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / "lock", "a") as handle:
             deadline = time.monotonic() + self.lock_timeout
