@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 
 import psutil
 
+from mirakuru.adapter.capabilities import capabilities
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.process import open_pidfd
 
@@ -36,6 +37,11 @@ _PROC = "/proc"
 _HAS_PROC_ENVIRON = os.path.exists(f"{_PROC}/self/environ")
 _CAN_PIDFD_SIGNAL = hasattr(signal, "pidfd_send_signal")
 _HAS_PIDFD = hasattr(os, "pidfd_open")
+
+
+def _proc_fs() -> bool:
+    """Whether to read ``/proc`` directly (False: psutil, as ``MIRAKURU_PORTABLE=1`` forces)."""
+    return _HAS_PROC_ENVIRON and capabilities().proc_fs
 
 
 def _read(path: str) -> bytes | None:
@@ -82,7 +88,7 @@ def processes_with_any(env_name: str, values: set[str]) -> dict[int, str]:
     if not values:
         return {}
     me = os.getpid()
-    if not _HAS_PROC_ENVIRON:
+    if not _proc_fs():
         return _processes_with_any_psutil(env_name, values, me)
     entries = {f"{env_name}={value}".encode(): value for value in values}
     probe = f"{env_name}=".encode()
@@ -159,7 +165,7 @@ class Member:
     def claim(cls, pid: int, env_name: str, token: str) -> Member | None:
         """Pin ``pid`` if, after pinning, it carries exactly our marker; else None."""
         fd = open_pidfd(pid)
-        if fd is not None and _HAS_PROC_ENVIRON:
+        if fd is not None and _proc_fs():
             block = _read_environ(pid)
             if block is not None and _carries(block, f"{env_name}={token}".encode()):
                 return cls(pid, fd, None)
@@ -242,7 +248,7 @@ def snapshot(pid: int) -> list[Member]:
     Reads ``/proc/<pid>/stat`` directly where it exists: three times cheaper than psutil,
     and it still works while the interpreter shuts down and psutil is half torn down.
     """
-    if not (_HAS_PROC_ENVIRON and _HAS_PIDFD):
+    if not (_proc_fs() and _HAS_PIDFD):
         pinned = (Member.pin(process) for process in descendants(pid))
         return [member for member in pinned if member is not None]
     table = _process_table()

@@ -201,7 +201,8 @@ def owner_dies(
     try:
         began = time.monotonic()
         driver.send_signal(how)
-        driver.communicate(timeout=BOUND)
+        # Not communicate(): a surviving service may hold the driver's pipes open.
+        driver.wait(BOUND)
         left = _settle(pinned, mark, SETTLE)
         seconds = time.monotonic() - began
     finally:
@@ -209,6 +210,9 @@ def owner_dies(
         if driver.poll() is None:
             driver.kill()
             driver.wait(BOUND)
+        for pipe in (driver.stdout, driver.stderr):
+            if pipe is not None:
+                pipe.close()
         hit = _check_bystander(bystander, record)
     return Outcome(left, seconds, int(fields["fds"]), hit)  # type: ignore[call-overload]
 

@@ -9,12 +9,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from mirakuru.adapter.capabilities import capabilities
 from tests.faults import matrix, programs
 
 
 @pytest.mark.parametrize("name", list(matrix.SCENARIOS))
 def test_scenario(name: str, mark: str) -> None:
     """Each scenario leaves nothing running, stays bounded and spares the look-alike."""
+    if name == "setsid env-wiping daemon" and not capabilities().cgroup:
+        pytest.skip("without a cgroup such a daemon escapes, as docs/teardown.rst says")
     outcome = matrix.SCENARIOS[name](programs.REPO, mark)
     assert outcome.survivors == 0, outcome
     assert not outcome.bystander_hit, outcome
