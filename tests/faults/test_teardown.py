@@ -437,3 +437,44 @@ decoy.wait()
 def test_programs_use_this_interpreter() -> None:
     """The fault programs run under the interpreter running the tests."""
     assert programs.stubborn_tree()[0] == sys.executable
+
+
+class TestStragglers:
+    """Descendants outliving their leader get a short grace; a stubborn leader the full one."""
+
+    def test_stubborn_leader_gets_the_full_grace(self, mark: str) -> None:
+        """A leader ignoring SIGTERM is waited on for all of stop_timeout, as published."""
+        executor, words = started(programs.stubborn_tree(1, 1), mark, stop_timeout=1.0)
+        executor.stop()
+        report = executor.last_stop
+        assert report is not None
+        assert report.escalated
+        assert int(words[1]) in report.ignored
+        assert report.duration >= 1.0  # the grace deadline, never cut short
+        assert alive_with(mark) == []
+
+    def test_orphans_get_the_straggler_grace(self, mark: str) -> None:
+        """The leader exits on SIGTERM; its stubborn children are killed after 0.5 s, not 30."""
+        code = (
+            "import os, signal\n"
+            "r, w = os.pipe()\n"
+            "for _ in range(3):\n"
+            "    if os.fork() == 0:\n"
+            "        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "        os.close(r); os.write(w, b'x'); signal.pause()\n"
+            "os.close(w)\n"
+            "got = 0\n"
+            "while got < 3:\n"
+            "    got += len(os.read(r, 64))\n"
+            "print('ready', os.getpid(), flush=True)\n"
+            "signal.pause()\n"
+        )
+        executor, words = started([sys.executable, "-c", code], mark, stop_timeout=30)
+        executor.stop()
+        report = executor.last_stop
+        assert report is not None
+        assert report.escalated
+        assert len(report.ignored) == 3
+        assert int(words[1]) not in report.ignored
+        assert report.duration < 30
+        assert alive_with(mark) == []
