@@ -16,6 +16,7 @@ from mirakuru import (
     StateChange,
     Trigger,
 )
+from mirakuru.core.lifecycle import ListenerFailed
 from tests.base.programs import sleeper
 from tests.helpers import marked_processes, python_command, wait_until
 
@@ -266,13 +267,14 @@ class TestHistory:
         assert silent == []
 
     def test_failing_listener_does_not_break_stop(self) -> None:
-        """A listener that raises is logged; start and stop still do their job."""
+        """A listener that raises is reported (a warning); start and stop still do their job."""
 
         def broken(change: StateChange) -> None:
             raise RuntimeError("listener bug")
 
         executor = SimpleExecutor(sleeper()).add_listener(broken)
-        executor.start().stop()
+        with pytest.warns(ListenerFailed, match="listener bug"):
+            executor.start().stop()
         assert executor.state is State.STOPPED
         assert not marked_processes(executor)
 
