@@ -96,7 +96,25 @@ def base() -> str | None:
     finally:
         with contextlib.suppress(OSError):
             os.rmdir(probe)
+    if usable:
+        _remove_stale(parent)
     return parent if usable else None
+
+
+def _remove_stale(parent: str) -> None:
+    """Delete empty cgroups left by owners that died with no watchdog to tidy up (rmdir only)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        owner, colon, _ = name[len(_PREFIX) :].partition(":")
+        if not (name.startswith(_PREFIX) and colon and owner.isdigit()):
+            continue
+        if os.path.exists(f"/proc/{owner}"):
+            continue  # its owner may still use it (a recycled owner PID only delays this)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(parent, name))  # fails unless empty: never touches a process
 
 
 def available() -> bool:
