@@ -8,9 +8,14 @@ human-readable note. Readiness is event-driven: the waiter polls this socket.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Callable
+
+from mirakuru.adapter.capabilities import capabilities
 
 __all__ = ["NotifySocket"]
 
@@ -18,12 +23,28 @@ _MAX_DATAGRAM = 4096
 
 
 class NotifySocket:
-    """An abstract-namespace unix datagram socket collecting sd_notify messages."""
+    """A unix datagram socket collecting sd_notify messages: in the abstract namespace
+    where there is one, else a socket file in a private directory removed on close."""
 
-    def __init__(self, on_status: Callable[[str], None] | None = None) -> None:
-        self.name = f"@mirakuru-notify-{uuid.uuid4().hex}"
+    def __init__(
+        self, on_status: Callable[[str], None] | None = None, *, abstract: bool | None = None
+    ) -> None:
+        if abstract is None:
+            abstract = capabilities().abstract_socket
+        self._directory: str | None = None
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind("\0" + self.name[1:])
+        try:
+            if abstract:
+                self.name = f"@mirakuru-notify-{uuid.uuid4().hex}"
+                self._socket.bind("\0" + self.name[1:])
+            else:
+                # No abstract namespace: a socket file in a private directory (mode 0700).
+                self._directory = tempfile.mkdtemp(prefix="mirakuru-notify-")
+                self.name = os.path.join(self._directory, "notify")
+                self._socket.bind(self.name)
+        except BaseException:
+            self.close()
+            raise
         self._socket.setblocking(False)
         self.ready = False
         self.statuses: list[str] = []
@@ -62,3 +83,6 @@ class NotifySocket:
         """Stop listening; later messages from the child are refused, harmlessly."""
         with contextlib.suppress(OSError):
             self._socket.close()
+        directory, self._directory = self._directory, None
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)

@@ -11,6 +11,7 @@ import warnings
 import pytest
 
 from mirakuru import probes
+from mirakuru.adapter.notify import NotifySocket
 from mirakuru.adapter.reactor import reactor
 from mirakuru.base import Executor, SimpleExecutor
 from mirakuru.core.lifecycle import ListenerFailed, State, StateChange
@@ -213,3 +214,36 @@ def test_fd_limit_256() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+class TestFallbacks:
+    """Without pidfds or abstract sockets the same behaviour comes from the fallbacks."""
+
+    def test_exit_noticed_without_pidfd(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With no pidfd, the reactor polls the child and still notices the exit."""
+        monkeypatch.setattr("mirakuru.adapter.run.open_pidfd", lambda pid: None)
+        executor = SimpleExecutor(["sh", "-c", "read line; exit 4"]).start()
+        assert executor._pidfd is None
+        process = executor.process
+        assert process is not None
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        assert wait_until(lambda: executor.state is State.FAILED)
+        with pytest.raises(ExecutorError):
+            executor.stop()
+
+    def test_notify_socket_file(self) -> None:
+        """A filesystem notify socket works like the abstract one and is removed on close."""
+        import socket
+
+        notify = NotifySocket(abstract=False)
+        path = notify.address
+        assert not path.startswith("@")
+        assert os.path.exists(path)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
+            client.sendto(b"STATUS=warming up\nREADY=1", path)
+        assert wait_until(lambda: notify.on_readable() and notify.ready)
+        assert notify.statuses == ["warming up"]
+        notify.close()
+        assert not os.path.exists(os.path.dirname(path))
