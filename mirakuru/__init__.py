@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mirakuru import ports, probes
-    from mirakuru.base import Executor, SimpleExecutor
     from mirakuru.adapter.teardown import StopReport
+    from mirakuru.base import Executor, SimpleExecutor
     from mirakuru.core.lifecycle import IllegalTransition, State, StateChange, Trigger
     from mirakuru.exceptions import (
         AlreadyRunning,
