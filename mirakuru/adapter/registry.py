@@ -78,7 +78,8 @@ def track(executor: Killable) -> None:
     pidfd = open_pidfd(pinned.pid) if pinned is not None else None
     try:
         cgroup = pinned.group.path if pinned is not None and pinned.group else None
-        watchdog.register(executor._uuid, group, cgroup, pidfd)
+        started = pinned.started if pinned is not None else None
+        watchdog.register(executor._uuid, group, cgroup, pidfd, started)
     finally:
         if pidfd is not None:
             os.close(pidfd)

@@ -33,6 +33,7 @@ import threading
 
 import attrs
 
+from mirakuru.adapter import identity
 from mirakuru.adapter.capabilities import capabilities
 
 __all__ = ["ENV_SWITCH", "disable", "enabled", "register", "unregister", "watchdog_pid"]
@@ -61,7 +62,8 @@ class _Service:
 
     pgid: int | None
     cgroup: str | None
-    pidfd: int | None
+    leader: int | None
+    started: float | None
 
 
 _lock = threading.Lock()
@@ -86,11 +88,8 @@ def disable() -> None:
     global _disabled, _link  # noqa: PLW0603 - one watchdog per process
     with _lock:
         _disabled = True
-        services = list(_registered.values())
         _registered.clear()
         link, _link = _link, None
-    for service in services:
-        _close_fd(service.pidfd)
     if link is not None and link.owner == os.getpid():
         with contextlib.suppress(OSError):
             link.sock.send(b"q", _SEND_FLAGS)
@@ -98,33 +97,31 @@ def disable() -> None:
 
 
 def register(
-    token: str, pgid: int | None, cgroup: str | None = None, pidfd: int | None = None
+    token: str,
+    pgid: int | None,
+    cgroup: str | None = None,
+    pidfd: int | None = None,
+    started: float | None = None,
 ) -> None:
     """Guard a freshly started service: its token, group, cgroup and a pidfd of its leader.
 
-    The watchdog gets its own copy of ``pidfd``; the caller keeps (and closes) theirs.
+    The watchdog gets its own copy of ``pidfd`` (the caller keeps and closes theirs); we
+    keep no descriptor, only the leader's PID and ``started`` time, so that a replacement
+    watchdog gets a fresh pidfd only for a leader that is verifiably the same process.
     """
     if not enabled() or not _usable(token) or (cgroup is not None and not _usable(cgroup)):
         return
-    own = None
-    if pidfd is not None:
-        with contextlib.suppress(OSError):
-            own = os.dup(pidfd)
+    leader = _pid_of(pidfd) if pidfd is not None else None
     with _lock:
-        previous = _registered.pop(token, None)
-        if previous is not None:
-            _close_fd(previous.pidfd)
-        service = _registered[token] = _Service(pgid, cgroup, own)
-        _deliver(_plus(token, service), service.pidfd)
+        service = _registered[token] = _Service(pgid, cgroup, leader, started)
+        _deliver(_plus(token, service), pidfd)
 
 
 def unregister(token: str) -> None:
     """The service with ``token`` is gone: nothing of it is left to kill."""
     with _lock:
-        service = _registered.pop(token, None)
-        if service is None:
+        if _registered.pop(token, None) is None:
             return
-        _close_fd(service.pidfd)
         link = _link
         if link is not None and link.owner == os.getpid():
             _deliver(f"- {token}".encode(), None)
@@ -224,12 +221,47 @@ def _fresh() -> _Link | None:
         return None
     try:
         for token, service in _registered.items():
-            _transmit(link.sock, _plus(token, service), service.pidfd)
+            fd = _reopen(service)
+            try:
+                _transmit(link.sock, _plus(token, service), fd)
+            finally:
+                _close_fd(fd)
     except OSError as error:
         LOG.debug("new watchdog refused its registrations: %s", error)
         _close(link, wait=0.0, kill=True)
         return None
     return link
+
+
+def _pid_of(pidfd: int) -> int | None:
+    """The PID a pidfd refers to (from its fdinfo), or None where that cannot be read."""
+    try:
+        with open(f"/proc/self/fdinfo/{pidfd}", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Pid:"):
+                    value = int(line.split()[1])
+                    return value if value > 0 else None
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _reopen(service: _Service) -> int | None:
+    """A new pidfd for the service's leader, only if it is still the process we spawned."""
+    if service.leader is None or service.started is None:
+        return None
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd: int = opener(service.leader)
+    except OSError:
+        return None
+    # Pinned first, then checked: a recycled PID has another start time.
+    if identity.start_time(service.leader) != service.started:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _spawn() -> _Link | None:
@@ -300,10 +332,7 @@ def _forget_after_fork() -> None:
     global _lock, _link  # noqa: PLW0603 - one watchdog per process
     _lock = threading.Lock()
     link, _link = _link, None
-    services = list(_registered.values())
     _registered.clear()
-    for service in services:
-        _close_fd(service.pidfd)
     if link is not None:
         with contextlib.suppress(OSError):
             link.sock.close()
