@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import traceback
@@ -63,6 +64,8 @@ def run(scenario: str, impl: str, quick: bool) -> dict[str, object]:
     mirakuru = api.load()
     with tempfile.TemporaryDirectory(prefix="mirakuru-bench-") as tmp:
         ctx = Context(impl=impl, quick=quick, mirakuru=mirakuru, workdir=Path(tmp))
+        if os.environ.get("MIRAKURU_PORTABLE"):
+            ctx.note("MIRAKURU_PORTABLE=1 (portable fallbacks, no Linux fast paths)")
         try:
             RUNNERS[scenario](ctx)
         finally:
