@@ -129,7 +129,9 @@ def wait(args: argparse.Namespace, probe: Probe, console: Console) -> Result:
             outcome = wait_for_probe(probe, args.timeout, on_attempt=count)
     except Interrupted as interrupt:
         console.error(f"interrupted after {monotonic() - began:.3f} s, not ready: {what}")
-        result.update(result="interrupted", attempts=attempts, duration=monotonic() - began)
+        result.update(
+            result="interrupted", attempts=attempts, duration=round(monotonic() - began, 6)
+        )
         return SIGNALLED + interrupt.signum, result
     duration = monotonic() - began
     result.update(attempts=attempts, duration=round(duration, 6))
