@@ -85,10 +85,8 @@ def test_platform_modules_import_on_windows(module: str) -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="import-time POSIX names in others' modules: adapter/teardown.py:71 signal.SIGKILL, "
-    "adapter/pump.py:17 fcntl, adapter/reactor.py:181 and registry.py:149 and watchdog.py:314 "
-    "os.register_at_fork, adapter/inotify.py:23-24 os.O_NONBLOCK/O_CLOEXEC, "
-    "pytest_plugin/shared.py:14 fcntl",
+    reason="import-time POSIX names: adapter/teardown.py:71 signal.SIGKILL, adapter/pump.py:17 "
+    "fcntl, adapter/reactor.py:181 os.register_at_fork, adapter/inotify.py:23-24 os.O_NONBLOCK",
 )
 def test_the_whole_package_imports_on_windows() -> None:
     imported = run_as_windows(
