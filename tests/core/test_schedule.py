@@ -80,6 +80,9 @@ class TestDeadline:
         schedule = PollSchedule(cap=cap)
         assert schedule.wait(attempt, math.inf) == schedule.delay(attempt)
 
+    # Up to tens of thousands of simulated steps: hypothesis's per-example wall-clock
+    # deadline would only measure how busy the machine is.
+    @settings(deadline=None)
     @given(
         start=instants,
         timeout=st.floats(min_value=0.0, max_value=5.0),
@@ -189,7 +192,7 @@ def simulate_detection(ready_at: float, sleep: float, cost: float) -> tuple[floa
 class TestSimulatedLag:
     """Detection lag and gaps of a waiter following the schedule, on a fake clock."""
 
-    @settings(max_examples=60)
+    @settings(max_examples=60, deadline=None)
     @given(
         ready_at=st.floats(min_value=0.0, max_value=6.0),
         cost=st.floats(min_value=0.0, max_value=MIN_AUTO_CAP / COST_RATIO),
@@ -199,7 +202,7 @@ class TestSimulatedLag:
         lag, _ = simulate_detection(ready_at, MAX_AUTO_CAP, cost)
         assert lag <= MIN_AUTO_CAP + 2 * cost + 1e-9
 
-    @settings(max_examples=60)
+    @settings(max_examples=60, deadline=None)
     @given(
         ready_at=st.floats(min_value=0.0, max_value=3.0),
         sleep=st.floats(min_value=0.002, max_value=0.5),
