@@ -95,7 +95,11 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'mirakuru' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
+    try:
+        module = importlib.import_module(home)
+    except AttributeError as error:  # a platform lacking a name the module needs
+        raise ImportError(f"cannot import mirakuru.{name} from {home}: {error}") from error
+    value = getattr(module, name)
     globals()[name] = value  # later lookups skip this function
     return value
 

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DirectoryWatch", "watch_directory"]
 
-_IN_NONBLOCK = os.O_NONBLOCK
-_IN_CLOEXEC = os.O_CLOEXEC
+# getattr: these flags are POSIX-only, and importing must not fail elsewhere.
+_IN_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _IN_ATTRIB = 0x00000004
 _IN_CLOSE_WRITE = 0x00000008
 _IN_MOVED_TO = 0x00000080

@@ -178,4 +178,5 @@ def _after_fork_in_child() -> None:
         inherited.close_inherited()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX only; elsewhere start() refuses anyway
+    os.register_at_fork(after_in_child=_after_fork_in_child)

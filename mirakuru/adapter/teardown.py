@@ -30,6 +30,7 @@ from mirakuru.adapter import identity, tree
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.process import send_signal
 from mirakuru.adapter.tree import Member
+from mirakuru.compat import SIGKILL
 
 __all__ = [
     "KILL_WAIT",
@@ -68,7 +69,7 @@ class KillPolicy:
     """How a tree is stopped: the polite signal, the grace period, the forceful signal."""
 
     stop_signal: int = signal.SIGTERM
-    kill_signal: int = signal.SIGKILL
+    kill_signal: int = SIGKILL
     grace: float | None = None
     kill_wait: float = KILL_WAIT
 
@@ -97,7 +98,7 @@ class StopReport:
         sent = signal_name(self.signal)
         if self.escalated:
             line = (
-                f"escalated to {signal_name(self.kill_signal or signal.SIGKILL)}"
+                f"escalated to {signal_name(self.kill_signal or SIGKILL)}"
                 f" after {self.grace} s: {len(self.ignored)} process(es) ignored {sent}"
             )
         else:

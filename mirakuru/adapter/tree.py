@@ -206,8 +206,10 @@ class Member:
     def alive(self) -> bool:
         """Whether the process is still running (a zombie counts as gone)."""
         if self._fd is not None:
-            ready, _, _ = select.select([self._fd], [], [], 0)
-            return not ready
+            # poll, not select: select refuses descriptors numbered 1024 and above.
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+            return not poller.poll(0)
         process = self._process or _maybe_process(self.pid)
         if process is None:
             return False
