@@ -28,14 +28,29 @@ from typing import IO, Any, NoReturn, Self, TextIO
 
 from mirakuru.adapter import registry, teardown, tree
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.evaluate import attempt, is_external, within
-from mirakuru.adapter.inotify import DirectoryWatch, watch_directory
-from mirakuru.adapter.notify import NotifySocket
+from mirakuru.adapter.evaluate import attempt, within
+from mirakuru.adapter.inotify import DirectoryWatch
 from mirakuru.adapter.process import spawn
-from mirakuru.adapter.pump import DEFAULT_LIMIT, BannerWatch, OutputPump
+from mirakuru.adapter.pump import DEFAULT_LIMIT, OutputPump
+from mirakuru.adapter.readiness import (
+    Readiness,
+    check_watched_streams,
+    directory_hints,
+    exit_code_within,
+    only_event_driven,
+)
 from mirakuru.adapter.run import Run
 from mirakuru.adapter.sources import EventSource
-from mirakuru.adapter.teardown import KillPolicy, StopReport
+from mirakuru.adapter.stopping import (
+    StartGate,
+    kill_leftovers,
+    kill_run,
+    signal_claimed,
+    signal_leader,
+    stop_run,
+    stop_stand_in,
+)
+from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy, StopReport, signal_name
 from mirakuru.adapter.waiter import wait_until
 from mirakuru.base_env import processes_with_env
 from mirakuru.compat import SIGKILL
@@ -43,9 +58,7 @@ from mirakuru.core.budget import Budget, Timeouts
 from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
 from mirakuru.core.outcome import TimedOut
-from mirakuru.core.probes import PROBE_TYPES, Banner, Leaf, PidFile, Probe, SdNotify, UnixSocket
-from mirakuru.core.probes import leaves as probe_leaves
-from mirakuru.core.probes import satisfied as probe_satisfied
+from mirakuru.core.probes import PROBE_TYPES, Probe
 from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule
 from mirakuru.core.validate import check_positive
 from mirakuru.exceptions import (
@@ -77,10 +90,6 @@ ENV_UUID = ENV_MARKER
 IGNORED_ERROR_CODES = [errno.ESRCH]
 #: How long to wait for the exit code of a process whose output just ended.
 OUTPUT_END_GRACE = 0.05
-#: How long a kill signal may take to be honoured before we stop waiting (no unbounded waits).
-KILL_WAIT = 10.0
-#: How long stop() from another thread lets a waiting start() give up by itself.
-STOP_START_GRACE = 0.5
 
 
 class _DefaultSleep(float):
@@ -102,17 +111,6 @@ def _check_signal(name: str, value: object) -> int:
         return int(signal.Signals(value))
     except ValueError:
         raise ValueError(f"{name} must be a valid signal number, got {value!r}") from None
-
-
-def _nobody(pid: int) -> bool:
-    return False
-
-
-def _signal_name(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return str(sig)
 
 
 class SimpleExecutor:
@@ -201,8 +199,7 @@ class SimpleExecutor:
             check_positive("output_limit", output_limit)
         self._output_limit = output_limit
         self._run: Run | None = None
-        self._starter: int | None = None  # the thread waiting in start(), if any
-        self._start_done = threading.Event()
+        self._gate = StartGate()
         self._readers: dict[str, io.TextIOWrapper] = {}
         self._failure: str | None = None
 
@@ -515,7 +512,7 @@ class SimpleExecutor:
                 expected_returncode = self._expected_returncode
             if expected_returncode is None:
                 expected_returncode = -chosen
-            self._fire(Trigger.STOP, f"stop with {_signal_name(chosen)}")
+            self._fire(Trigger.STOP, f"stop with {signal_name(chosen)}")
             if self._run is not None and not self._run.real:
                 self._stop_stand_in(chosen)
                 return self
@@ -555,7 +552,7 @@ class SimpleExecutor:
         try:
             if wait and self._interrupt_start():
                 return self
-            if self._starter is not None and self._starter != threading.get_ident():
+            if self._gate.other_thread_starting():
                 self._kill_unlocked(chosen)  # the waiting start() sees the exit and cleans up
                 return self
             process = self.process
@@ -563,21 +560,18 @@ class SimpleExecutor:
                 return self
             starting = self.state is State.STARTING
             if not starting:
-                self._fire(Trigger.STOP, f"kill with {_signal_name(chosen)}")
+                self._fire(Trigger.STOP, f"kill with {signal_name(chosen)}")
             if self._run is not None and not self._run.real:
                 self._stop_stand_in(chosen)
                 return self
-            leader = teardown.Leader(process, self._pidfd)
-            self.last_stop = teardown.kill_tree(
-                leader, chosen, self._signal_marked, self._claim, KILL_WAIT if wait else None
+            self.last_stop = kill_run(
+                process, self._pidfd, chosen, self._signal_marked, self._claim, wait
             )
-            if not wait:
-                teardown.reap_later(process)
             self._clear_process()
             if starting:
-                self._fire(Trigger.FAIL, self._failure or f"killed with {_signal_name(chosen)}")
+                self._fire(Trigger.FAIL, self._failure or f"killed with {signal_name(chosen)}")
             else:
-                self._fire(Trigger.FINISH, f"killed with {_signal_name(chosen)}")
+                self._fire(Trigger.FINISH, f"killed with {signal_name(chosen)}")
         finally:
             self._lock.release()
         return self
@@ -587,18 +581,10 @@ class SimpleExecutor:
 
         Returns False when no other thread is starting this executor.
         """
-        starter, run = self._starter, self._run
-        if starter is None or starter == threading.get_ident() or run is None:
+        run = self._run
+        if not self._gate.other_thread_starting() or run is None:
             return False
-        run.mark_stopping()
-        self._lock.release()
-        try:
-            # The starter may be inside a slow check: stop its process so the check ends.
-            if not self._start_done.wait(STOP_START_GRACE):
-                self._kill_unlocked(self._kill_signal)
-                self._start_done.wait(KILL_WAIT)
-        finally:
-            self._lock.acquire()
+        self._gate.interrupt(run, self._lock, lambda: self._kill_unlocked(self._kill_signal))
         return True
 
     def _stop_stand_in(self, sig: int) -> None:
@@ -606,18 +592,14 @@ class SimpleExecutor:
         process = self.process
         assert process is not None
         try:
-            process.send_signal(sig)
-            process.wait(self._timeouts.grace)
+            stop_stand_in(process, sig, self._timeouts.grace)
         finally:
             self._clear_process()
-            self._fire(Trigger.FINISH, f"stand-in stopped with {_signal_name(sig)}")
+            self._fire(Trigger.FINISH, f"stand-in stopped with {signal_name(sig)}")
 
     def _kill_unlocked(self, sig: int) -> None:
         """Signal the tree while another thread owns the lifecycle; it will clean up."""
-        process = self.process
-        if process is not None:
-            # No pidfd here (the owner may close it): Popen's own guard against a reaped PID.
-            teardown.Leader(process, None).signal(sig)
+        signal_leader(self.process, sig)
         self._kill_all_kids(sig)
 
     def _terminate(self, sig: int, grace: float | None) -> StopReport:
@@ -625,13 +607,12 @@ class SimpleExecutor:
         process = self.process
         assert process is not None
         policy = KillPolicy(sig, self._kill_signal, grace, KILL_WAIT)
-        leader = teardown.Leader(process, self._pidfd)
-        self.last_stop = teardown.terminate(leader, policy, self._signal_marked, self._claim)
+        self.last_stop = stop_run(process, self._pidfd, policy, self._signal_marked, self._claim)
         return self.last_stop
 
     def _kill_all_kids(self, sig: int) -> set[int]:
         """Signal every process carrying exactly this executor's marker; the PIDs signalled."""
-        return self._signal_marked_except(sig, _nobody)
+        return self._signal_marked_except(sig, lambda pid: False)
 
     def _signal_marked(self, sig: int, already: Callable[[int], bool]) -> set[int]:
         """Signal the marked processes not ``already`` signalled; every marked PID found."""
@@ -644,12 +625,7 @@ class SimpleExecutor:
     ) -> set[int]:
         # A module global, so it is looked up at call time: tests patch it on this module.
         pids = processes_with_env(ENV_UUID, self._uuid)
-        members = self._claim(pid for pid in pids if not already(pid))
-        try:
-            signalled = tree.signal_all(members, sig)
-        finally:
-            for member in members:
-                member.close()
+        signalled = signal_claimed(self._claim(pid for pid in pids if not already(pid)), sig)
         return pids if found else signalled
 
     def _claim(self, pids: Iterable[int]) -> list[tree.Member]:
@@ -776,8 +752,7 @@ class Executor(SimpleExecutor):
                 f"({type(ready).__name__})"
             )
         self._ready: Probe | None = ready
-        self._notify: NotifySocket | None = None
-        self._watches: list[tuple[str, Banner, BannerWatch]] = []
+        self._wiring = Readiness(None, self._note_status)
         super().__init__(
             command,
             cwd,
@@ -798,21 +773,7 @@ class Executor(SimpleExecutor):
             exp_sig=exp_sig,
         )
         if ready is not None:
-            self._check_watched_streams(ready)
-
-    def _check_watched_streams(self, probe: Probe) -> None:
-        """Refuse, before spawning, to watch output that will not be captured."""
-        captured = {"stdout": self._stdout, "stderr": self._stderr}
-        for leaf in probe_leaves(probe):
-            if not isinstance(leaf, Banner):
-                continue
-            for stream in sorted(leaf.streams):
-                if captured[stream] != subprocess.PIPE:
-                    raise ValueError(
-                        f"the banner {leaf.pattern.pattern!r} watches {stream}, but {stream} "
-                        f"is not captured ({stream}={captured[stream]!r}); "
-                        f"pass {stream}=subprocess.PIPE"
-                    )
+            check_watched_streams(ready, {"stdout": self._stdout, "stderr": self._stderr})
 
     @property
     def ready(self) -> Probe | None:
@@ -828,8 +789,8 @@ class Executor(SimpleExecutor):
     def envvars(self) -> dict[str, str]:
         """The child's whole environment; with sd_notify, also ``NOTIFY_SOCKET``."""
         environment = super().envvars
-        if self._notify is not None:
-            environment["NOTIFY_SOCKET"] = self._notify.address
+        if self._wiring.notify is not None:
+            environment["NOTIFY_SOCKET"] = self._wiring.notify.address
         return environment
 
     # -- readiness --------------------------------------------------------------------------
@@ -864,44 +825,14 @@ class Executor(SimpleExecutor):
                 "or override after_start_check()"
             )
         budget = self._budget or Budget.unbounded()
-        if attempt(probe, within(budget), self._seen):
+        if attempt(probe, within(budget), self._wiring.seen):
             return True
-        if self._output_ended(probe):
+        if self._wiring.output_ended(probe, self._pump):
             self._fail_output_ended()
         return False
 
-    def _seen(self, leaf: Banner | SdNotify) -> bool:
-        """Whether an event-driven leaf has happened."""
-        if isinstance(leaf, SdNotify):
-            return self._notify is not None and self._notify.ready
-        return any(watch.seen for _, banner, watch in self._watches if banner == leaf)
-
-    def _output_ended(self, probe: Probe) -> bool:
-        """Whether the output closed in a way that makes ``probe`` impossible to satisfy."""
-        pump = self._pump
-        if pump is None or not self._watches:
-            return False
-        hopeless: dict[Leaf, bool] = {}
-        for leaf in probe_leaves(probe):
-            if isinstance(leaf, Banner):
-                ended = all(
-                    pump.streams[stream].eof
-                    for stream, banner, _ in self._watches
-                    if banner == leaf
-                )
-                hopeless[leaf] = ended and not self._seen(leaf)
-        # Assume every other leaf could still succeed: if even then the probe fails, it never will.
-        optimistic = {leaf: not hopeless.get(leaf, False) for leaf in probe_leaves(probe)}
-        return not probe_satisfied(probe, optimistic)
-
     def _fail_output_ended(self) -> None:
-        process = self.process
-        exit_code = None
-        if process is not None:
-            try:
-                exit_code = process.wait(OUTPUT_END_GRACE)
-            except subprocess.TimeoutExpired:
-                exit_code = None
+        exit_code = exit_code_within(self.process, OUTPUT_END_GRACE)
         tail = self.output_tail()
         self._failure = f"output ended without the banner (exit code {exit_code})"
         self.kill()
@@ -913,24 +844,14 @@ class Executor(SimpleExecutor):
 
     def _spawn(self) -> None:
         probe = self._readiness_probe()
-        self._close_notify()
-        if probe is not None and any(isinstance(leaf, SdNotify) for leaf in probe_leaves(probe)):
-            self._notify = NotifySocket(self._note_status)
+        self._wiring.close()
+        self._wiring = Readiness(probe, self._note_status)
         try:
             super()._spawn()
         except BaseException:
-            self._close_notify()
+            self._wiring.close()
             raise
-        self._watches = []
-        pump = self._pump
-        if probe is None or pump is None:
-            return
-        for leaf in probe_leaves(probe):
-            if isinstance(leaf, Banner):
-                for stream in sorted(leaf.streams):
-                    watch = BannerWatch(leaf.pattern)
-                    pump.streams[stream].watches.append(watch)
-                    self._watches.append((stream, leaf, watch))
+        self._wiring.attach(probe, self._pump)
 
     def _note_status(self, status: str) -> None:
         try:
@@ -940,8 +861,8 @@ class Executor(SimpleExecutor):
 
     def _wait_sources(self) -> list[EventSource]:
         sources = super()._wait_sources()
-        if self._notify is not None:
-            sources.append(self._notify)
+        if self._wiring.notify is not None:
+            sources.append(self._wiring.notify)
         return sources
 
     def _poll_schedule(self) -> tuple[PollSchedule, bool]:
@@ -951,7 +872,7 @@ class Executor(SimpleExecutor):
         event_driven = (
             probe is not None
             and type(self).after_start_check is Executor.after_start_check
-            and not any(is_external(leaf) for leaf in probe_leaves(probe))
+            and only_event_driven(probe)
         )
         if event_driven and self._adaptive:
             return PollSchedule(cap=MAX_AUTO_CAP), False
@@ -959,30 +880,12 @@ class Executor(SimpleExecutor):
 
     def _wait_hints(self) -> list[DirectoryWatch]:
         # Pid files and unix sockets appear in a directory: watch it rather than poll fast.
-        probe = self._readiness_probe()
-        if probe is None:
-            return []
-        by_directory = {
-            os.path.dirname(os.path.abspath(leaf.path)): leaf.path
-            for leaf in probe_leaves(probe)
-            if isinstance(leaf, PidFile | UnixSocket)
-        }
-        watches = [watch_directory(path) for path in by_directory.values()]
-        return [watch for watch in watches if watch is not None]
+        return directory_hints(self._readiness_probe())
 
     def _became_ready(self) -> None:
-        # Like the published OutputExecutor, output() continues after the banner line.
-        for stream, _, watch in self._watches:
-            pump = self._pump
-            if watch.seen and pump is not None and stream not in self._readers:
-                self._readers[stream] = pump.streams[stream].spool.reader(watch.end_offset)
-        self._close_notify()
+        self._wiring.read_after_banners(self._pump, self._readers)
+        self._wiring.close()
         super()._became_ready()
-
-    def _close_notify(self) -> None:
-        notify, self._notify = self._notify, None
-        if notify is not None:
-            notify.close()
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -993,7 +896,7 @@ class Executor(SimpleExecutor):
         cuts the wait short, and ``start()`` then raises :class:`ExecutorError`.
         """
         with self._lock:
-            if self._starter is not None and self._starter != threading.get_ident():
+            if self._gate.other_thread_starting():
                 return self._await_other_start()
             if self.process is not None:
                 self._became_ready()
@@ -1007,8 +910,7 @@ class Executor(SimpleExecutor):
             self._spawn()
             self._set_timeout()
             run = self._run
-            self._starter = threading.get_ident()
-            self._start_done.clear()
+            self._gate.enter()
         try:
             try:
                 self.wait_for(self._check_unless_stopped)
@@ -1025,8 +927,7 @@ class Executor(SimpleExecutor):
             with self._lock:
                 self._became_ready()
         finally:
-            self._starter = None
-            self._start_done.set()
+            self._gate.leave()
         return self
 
     def _check_unless_stopped(self) -> bool:
@@ -1045,18 +946,14 @@ class Executor(SimpleExecutor):
         """Another thread is starting this executor: wait for it, bounded by the budget."""
         budget = self._budget
         remaining = budget.remaining(monotonic()) if budget is not None else None
-        self._lock.release()
-        try:
-            self._start_done.wait(None if remaining is None else remaining + KILL_WAIT)
-        finally:
-            self._lock.acquire()
+        self._gate.wait_for_other(self._lock, remaining)
         if not self.running():
             raise ExecutorError(self, "the concurrent start() failed")
         return self
 
     def _abort_start(self, error: BaseException) -> None:
         """Leave nothing running after a failed start, and record why."""
-        self._close_notify()
+        self._wiring.close()
         if self.process is not None:
             self._failure = self._failure or f"start interrupted by {type(error).__name__}"
             try:
@@ -1101,11 +998,7 @@ def cleanup_subprocesses() -> None:
     carrying one of this process's tokens (exactly: another session's never matches).
     """
     registry.kill_all()
-    for pid, token in tree.processes_with_any(ENV_UUID, registry.tokens()).items():
-        member = tree.Member.claim(pid, ENV_UUID, token)
-        if member is not None:
-            member.signal(SIGKILL)
-            member.close()
+    kill_leftovers(ENV_UUID, registry.tokens())
 
 
 registry.install(cleanup_subprocesses)

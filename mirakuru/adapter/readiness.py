@@ -1,0 +1,125 @@
+"""Wiring a readiness probe into one run: banner watches, the sd_notify socket, directory
+watches, and whether the wait can be event-driven or must poll."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+from collections.abc import Callable, Mapping
+
+from mirakuru.adapter.evaluate import is_external
+from mirakuru.adapter.inotify import DirectoryWatch, watch_directory
+from mirakuru.adapter.notify import NotifySocket
+from mirakuru.adapter.pump import BannerWatch, OutputPump
+from mirakuru.core.probes import Banner, Leaf, PidFile, Probe, SdNotify, UnixSocket
+from mirakuru.core.probes import leaves as probe_leaves
+from mirakuru.core.probes import satisfied as probe_satisfied
+
+__all__ = [
+    "Readiness",
+    "check_watched_streams",
+    "directory_hints",
+    "exit_code_within",
+    "only_event_driven",
+]
+
+
+def check_watched_streams(probe: Probe, captured: Mapping[str, object]) -> None:
+    """Refuse, before spawning, to watch output that will not be captured."""
+    for leaf in probe_leaves(probe):
+        if not isinstance(leaf, Banner):
+            continue
+        for stream in sorted(leaf.streams):
+            if captured[stream] != subprocess.PIPE:
+                raise ValueError(
+                    f"the banner {leaf.pattern.pattern!r} watches {stream}, but {stream} "
+                    f"is not captured ({stream}={captured[stream]!r}); "
+                    f"pass {stream}=subprocess.PIPE"
+                )
+
+
+def only_event_driven(probe: Probe) -> bool:
+    """Whether every leaf changes only when the child writes or exits (no outside polling)."""
+    return not any(is_external(leaf) for leaf in probe_leaves(probe))
+
+
+def directory_hints(probe: Probe | None) -> list[DirectoryWatch]:
+    """Watches on the directories where the probe's pid files and unix sockets appear."""
+    if probe is None:
+        return []
+    by_directory = {
+        os.path.dirname(os.path.abspath(leaf.path)): leaf.path
+        for leaf in probe_leaves(probe)
+        if isinstance(leaf, PidFile | UnixSocket)
+    }
+    watches = [watch_directory(path) for path in by_directory.values()]
+    return [watch for watch in watches if watch is not None]
+
+
+def exit_code_within(process: subprocess.Popen[str] | None, seconds: float) -> int | None:
+    """The process's exit code if it comes within ``seconds`` (its output just ended)."""
+    if process is None:
+        return None
+    try:
+        return process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+class Readiness:
+    """One run's event-driven readiness: banner watches on the pump, the notify socket."""
+
+    def __init__(self, probe: Probe | None, on_status: Callable[[str], None]) -> None:
+        wants_notify = probe is not None and any(
+            isinstance(leaf, SdNotify) for leaf in probe_leaves(probe)
+        )
+        self.notify: NotifySocket | None = NotifySocket(on_status) if wants_notify else None
+        self.watches: list[tuple[str, Banner, BannerWatch]] = []
+
+    def attach(self, probe: Probe | None, pump: OutputPump | None) -> None:
+        """Watch the captured streams for every banner of ``probe``."""
+        self.watches = []
+        if probe is None or pump is None:
+            return
+        for leaf in probe_leaves(probe):
+            if isinstance(leaf, Banner):
+                for stream in sorted(leaf.streams):
+                    watch = BannerWatch(leaf.pattern)
+                    pump.streams[stream].watches.append(watch)
+                    self.watches.append((stream, leaf, watch))
+
+    def seen(self, leaf: Banner | SdNotify) -> bool:
+        """Whether an event-driven leaf has happened."""
+        if isinstance(leaf, SdNotify):
+            return self.notify is not None and self.notify.ready
+        return any(watch.seen for _, banner, watch in self.watches if banner == leaf)
+
+    def output_ended(self, probe: Probe, pump: OutputPump | None) -> bool:
+        """Whether the output closed in a way that makes ``probe`` impossible to satisfy."""
+        if pump is None or not self.watches:
+            return False
+        hopeless: dict[Leaf, bool] = {}
+        for leaf in probe_leaves(probe):
+            if isinstance(leaf, Banner):
+                ended = all(
+                    pump.streams[stream].eof for stream, banner, _ in self.watches if banner == leaf
+                )
+                hopeless[leaf] = ended and not self.seen(leaf)
+        # Assume every other leaf could still succeed: if even then the probe fails, it never will.
+        optimistic = {leaf: not hopeless.get(leaf, False) for leaf in probe_leaves(probe)}
+        return not probe_satisfied(probe, optimistic)
+
+    def read_after_banners(
+        self, pump: OutputPump | None, readers: dict[str, io.TextIOWrapper]
+    ) -> None:
+        """Start each watched stream's reader after its banner line (as OutputExecutor did)."""
+        for stream, _, watch in self.watches:
+            if watch.seen and pump is not None and stream not in readers:
+                readers[stream] = pump.streams[stream].spool.reader(watch.end_offset)
+
+    def close(self) -> None:
+        """Close the notify socket (readiness is decided, or the start failed)."""
+        notify, self.notify = self.notify, None
+        if notify is not None:
+            notify.close()

@@ -1,0 +1,132 @@
+"""Stopping one executor's run: the marked processes, the stop and kill sequences, and the
+gate that lets stop() from another thread cut a waiting start() short."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mirakuru.adapter import teardown, tree
+from mirakuru.adapter.run import Run
+from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy, SignalMarked, StopReport
+from mirakuru.compat import SIGKILL
+
+__all__ = [
+    "STOP_START_GRACE",
+    "StartGate",
+    "kill_leftovers",
+    "kill_run",
+    "signal_claimed",
+    "signal_leader",
+    "stop_run",
+    "stop_stand_in",
+]
+
+#: How long stop() from another thread lets a waiting start() give up by itself.
+STOP_START_GRACE = 0.5
+
+
+def signal_claimed(members: list[tree.Member], sig: int) -> set[int]:
+    """Signal the pinned members and release their pins; the PIDs signalled."""
+    try:
+        return tree.signal_all(members, sig)
+    finally:
+        for member in members:
+            member.close()
+
+
+def stop_run(
+    process: subprocess.Popen[Any],
+    pidfd: int | None,
+    policy: KillPolicy,
+    signal_marked: SignalMarked,
+    claim: Callable[[Iterable[int]], list[tree.Member]],
+) -> StopReport:
+    """Stop signal, grace period, escalation and reaping for the run's whole tree."""
+    leader = teardown.Leader(process, pidfd)
+    return teardown.terminate(leader, policy, signal_marked, claim)
+
+
+def kill_run(
+    process: subprocess.Popen[Any],
+    pidfd: int | None,
+    sig: int,
+    signal_marked: SignalMarked,
+    claim: Callable[[Iterable[int]], list[tree.Member]],
+    wait: bool,
+) -> StopReport:
+    """The kill signal to the whole tree; with ``wait`` reaped (bounded), else in the background."""
+    leader = teardown.Leader(process, pidfd)
+    report = teardown.kill_tree(leader, sig, signal_marked, claim, KILL_WAIT if wait else None)
+    if not wait:
+        teardown.reap_later(process)
+    return report
+
+
+def signal_leader(process: subprocess.Popen[Any] | None, sig: int) -> None:
+    """Signal the child while another thread owns its run (no pidfd: the owner may close it)."""
+    if process is not None:
+        # Popen's own guard against a reaped PID protects us here.
+        teardown.Leader(process, None).signal(sig)
+
+
+def stop_stand_in(process: subprocess.Popen[Any], sig: int, grace: float | None) -> None:
+    """A Popen stand-in (a test's mock) is driven only through its own methods."""
+    process.send_signal(sig)
+    process.wait(grace)
+
+
+def kill_leftovers(marker: str, tokens: set[str]) -> None:
+    """Kill every process still carrying one of ``tokens`` (exactly) in ``marker``."""
+    for pid, token in tree.processes_with_any(marker, tokens).items():
+        member = tree.Member.claim(pid, marker, token)
+        if member is not None:
+            member.signal(SIGKILL)
+            member.close()
+
+
+class StartGate:
+    """Which thread waits in start(), so stop() elsewhere can cut the wait short."""
+
+    def __init__(self) -> None:
+        self.starter: int | None = None
+        self.done = threading.Event()
+        self.done.set()
+
+    def enter(self) -> None:
+        """This thread begins waiting for readiness."""
+        self.starter = threading.get_ident()
+        self.done.clear()
+
+    def leave(self) -> None:
+        """The wait ended, however it ended."""
+        self.starter = None
+        self.done.set()
+
+    def other_thread_starting(self) -> bool:
+        """Whether a thread other than this one waits in start()."""
+        return self.starter is not None and self.starter != threading.get_ident()
+
+    def wait_for_other(self, lock: threading.RLock, remaining: float | None) -> None:
+        """Wait (lock released, bounded) for the other thread's start() to end."""
+        lock.release()
+        try:
+            self.done.wait(None if remaining is None else remaining + KILL_WAIT)
+        finally:
+            lock.acquire()
+
+    def interrupt(self, run: Run, lock: threading.RLock, kill: Callable[[], None]) -> None:
+        """Mark the run stopping, wake the starter, and kill its process if it is slow to go.
+
+        The starter may be inside a slow check: killing its process makes the check end.
+        """
+        run.mark_stopping()
+        lock.release()
+        try:
+            if not self.done.wait(STOP_START_GRACE):
+                kill()
+                self.done.wait(KILL_WAIT)
+        finally:
+            lock.acquire()
