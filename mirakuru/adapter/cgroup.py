@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import queue
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["ENV_SWITCH", "Cgroup", "available", "base", "create"]
 
@@ -36,11 +39,13 @@ def _read(path: str) -> str | None:
         os.close(fd)
 
 
-def _write(path: str, text: str) -> bool:
+def _write(path: str, text: str, opened: threading.Event | None = None) -> bool:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError:
         return False
+    if opened is not None:
+        opened.set()
     try:
         os.write(fd, text.encode())
     except OSError:
@@ -122,17 +127,65 @@ def available() -> bool:
     return base() is not None
 
 
+#: How long a deferred adoption waits for a reaper holding Popen's lock before giving up.
+_GUARD_WAIT = 10.0
+#: How long start() waits for the cgroup thread to begin a move (a thread switch, normally).
+_HANDOFF_WAIT = 0.1
+
+
 class Cgroup:
     """A cgroup we created for one service: membership of it is proof of ownership."""
 
-    __slots__ = ("path",)
+    __slots__ = ("_settled", "path")
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._settled: threading.Event | None = None
 
     def adopt(self, pid: int) -> bool:
         """Move ``pid`` (our own unreaped child) into this cgroup."""
         return _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n")
+
+    def adopt_soon(self, pid: int, guard: Any, reaped: Callable[[], bool]) -> None:
+        """Move ``pid`` into this cgroup on the cgroup thread, holding ``guard`` (Popen's lock).
+
+        The kernel makes a move wait for an RCU grace period (~10 ms, more under load)
+        before it takes effect, so the child runs outside the cgroup that long whether the
+        caller waits or not: returns once the write is under way, so the child is moved as
+        soon as with :meth:`adopt`. The kernel looks the PID up only after that wait, so
+        ``guard`` is held throughout: the child cannot be reaped and its PID recycled first.
+        """
+        settled = self._settled = threading.Event()
+        writing = threading.Event()
+        _submit(lambda: self._adopt_guarded(pid, guard, reaped, writing, settled))
+        writing.wait(_HANDOFF_WAIT)
+
+    def _adopt_guarded(
+        self,
+        pid: int,
+        guard: Any,
+        reaped: Callable[[], bool],
+        writing: threading.Event,
+        settled: threading.Event,
+    ) -> None:
+        try:
+            deadline = time.monotonic() + _GUARD_WAIT
+            while not guard.acquire(timeout=0.05):
+                if reaped() or time.monotonic() > deadline:
+                    return
+            try:
+                if not reaped():
+                    _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n", writing)
+            finally:
+                guard.release()
+        finally:
+            writing.set()
+            settled.set()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until a deferred adoption is done; whether it is (True if none is pending)."""
+        settled = self._settled
+        return settled is None or settled.wait(timeout)
 
     def pids(self) -> set[int]:
         """Every process in the cgroup now (empty once it is gone)."""
@@ -175,6 +228,10 @@ class Cgroup:
 
     def remove_later(self, wait: float = 10.0) -> None:
         """Kill what is left and delete the cgroup in the background (never blocks)."""
+        if not self.settle(0.0):
+            # The pending move holds the hierarchy's lock: rmdir would wait it out here.
+            _submit(lambda: self.remove_later(wait))
+            return
         if self.remove():
             return
         self.kill()
@@ -185,6 +242,40 @@ class Cgroup:
 
     def __repr__(self) -> str:
         return f"<Cgroup {self.path}>"
+
+
+_jobs: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
+_worker: threading.Thread | None = None
+_worker_lock = threading.Lock()
+
+
+def _submit(job: Callable[[], Any]) -> None:
+    """Run ``job`` on the one cgroup thread (started on first use), in submission order."""
+    global _worker  # noqa: PLW0603 - one cgroup thread per process
+    _jobs.put(job)
+    with _worker_lock:
+        if _worker is None or not _worker.is_alive():
+            _worker = threading.Thread(target=_serve, name="mirakuru-cgroup", daemon=True)
+            _worker.start()
+
+
+def _serve() -> None:
+    while True:
+        job = _jobs.get()
+        with contextlib.suppress(Exception):  # one service's cgroup must not stop the others
+            job()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's cgroup thread and its queue are not ours."""
+    global _jobs, _worker, _worker_lock  # noqa: PLW0603 - one cgroup thread per process
+    _jobs = queue.SimpleQueue()
+    _worker = None
+    _worker_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def create(token: str) -> Cgroup | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import threading
 import weakref
 from typing import Any
 
@@ -39,6 +40,7 @@ class Identity:
         return self.started is not None and pid == self.pid and start_time(pid) == self.started
 
 
+_LOCK_TYPE = type(threading.Lock())
 _pinned: weakref.WeakKeyDictionary[subprocess.Popen[Any], Identity] = weakref.WeakKeyDictionary()
 
 
@@ -81,9 +83,14 @@ def pin(process: subprocess.Popen[Any], token: str) -> Identity | None:
         pgid = os.getpgid(pid)
         sid = os.getsid(pid)
     group = cgroup.create(token) if capabilities().cgroup else None
-    if group is not None and not group.adopt(pid):
-        group.remove()
-        group = None
+    if group is not None:
+        guard = getattr(process, "_waitpid_lock", None)
+        if isinstance(guard, _LOCK_TYPE):
+            # Off start()'s path (see Cgroup.adopt_soon); Popen sets returncode once reaped.
+            group.adopt_soon(pid, guard, lambda: process.returncode is not None)
+        elif not group.adopt(pid):
+            group.remove()
+            group = None
     identity = Identity(pid, start_time(pid), pgid, sid, group)
     with contextlib.suppress(TypeError):
         _pinned[process] = identity

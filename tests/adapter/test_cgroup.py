@@ -1,0 +1,38 @@
+"""A service's cgroup move happens off start()'s path, and still lands before it matters."""
+
+from __future__ import annotations
+
+import pytest
+
+from mirakuru.adapter import identity
+from mirakuru.adapter.capabilities import capabilities
+from mirakuru.base import SimpleExecutor
+from tests.base.programs import sleeper
+
+#: A safety bound for waits; never a timing target.
+BOUND = 30.0
+
+pytestmark = pytest.mark.skipif(not capabilities().cgroup, reason="needs a writable cgroup v2")
+
+
+def test_started_service_lands_in_its_cgroup() -> None:
+    """Once the deferred move settles, the leader is a member of its own cgroup."""
+    with SimpleExecutor(sleeper()) as executor:
+        assert executor.process is not None
+        pinned = identity.of(executor.process)
+        assert pinned is not None
+        assert pinned.group is not None
+        assert pinned.group.settle(BOUND)
+        assert pinned.group.holds(executor.process.pid)
+
+
+def test_stop_right_after_start_leaves_nothing_in_the_cgroup() -> None:
+    """stop() racing the pending move still leaves the cgroup empty (or already removed)."""
+    executor = SimpleExecutor(sleeper()).start()
+    assert executor.process is not None
+    pinned = identity.of(executor.process)
+    assert pinned is not None
+    assert pinned.group is not None
+    executor.stop()
+    assert pinned.group.settle(BOUND)
+    assert pinned.group.pids() == set()
