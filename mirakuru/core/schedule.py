@@ -8,7 +8,7 @@ import attrs
 
 from mirakuru.core.validate import check_positive
 
-__all__ = ["PollSchedule", "adaptive_cap"]
+__all__ = ["EVENT_SAFETY_NET", "PollSchedule", "adaptive_cap", "event_schedule"]
 
 #: First wait: readiness that happens just after spawn is seen about a millisecond later.
 FIRST_DELAY = 0.001
@@ -25,6 +25,9 @@ MAX_AUTO_CAP = 0.1
 #: most of it), so 2.5% of a core keeps such checks at the 5 ms floor: the trade is a
 #: little more waiting CPU than published for a tenth of its detection lag.
 COST_RATIO = 40.0
+#: Between checks of readiness that only the child's output or exit can change (banners,
+#: sd_notify): both wake the waiter at once, so a timed check is a safety net, not polling.
+EVENT_SAFETY_NET = 1.0
 
 
 def adaptive_cap(attempt_cost: float, ceiling: float = MAX_AUTO_CAP) -> float:
@@ -79,3 +82,8 @@ class PollSchedule:
         while True:
             yield self.delay(attempt)
             attempt += 1
+
+
+def event_schedule() -> PollSchedule:
+    """The schedule of event-driven readiness: no ramp, one safety-net check a second."""
+    return PollSchedule(cap=EVENT_SAFETY_NET, first=EVENT_SAFETY_NET)

@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from mirakuru.core.budget import Budget
 from mirakuru.core.schedule import (
     COST_RATIO,
+    EVENT_SAFETY_NET,
     FIRST_DELAY,
     MAX_AUTO_CAP,
     MIN_AUTO_CAP,
     PollSchedule,
     adaptive_cap,
+    event_schedule,
 )
 from tests.core.strategies import FakeClock, durations, instants
 
@@ -235,3 +237,17 @@ class TestValidation:
         """A cap must be a number."""
         with pytest.raises(TypeError, match="sleep"):
             PollSchedule(cap="1")  # type: ignore[arg-type]
+
+
+class TestEventSchedule:
+    """Event-driven readiness is checked on events, with a rare timed safety net."""
+
+    @given(st.integers(min_value=0, max_value=10_000))
+    def test_every_delay_is_the_safety_net(self, attempt: int) -> None:
+        """No ramp of short waits: each timed check comes a full safety net apart."""
+        assert event_schedule().delay(attempt) == EVENT_SAFETY_NET
+
+    @given(st.integers(min_value=0, max_value=10_000), durations)
+    def test_never_past_the_deadline(self, attempt: int, remaining: float) -> None:
+        """The safety net never sleeps past the remaining budget."""
+        assert event_schedule().wait(attempt, remaining) <= max(0.0, remaining)
