@@ -207,23 +207,32 @@ class _DeadlineSocket(socket.socket):
         return super().recv_into(buffer, nbytes, flags)
 
 
-def http_ready(probe: Http, timeout: float) -> bool:
-    """Whether one request answers with a matching status, within ``timeout``."""
-    # Imported here: http.client (and ssl) cost ~20 ms to import, and most users never
-    # probe HTTP; a readiness attempt pays it once.
-    import http.client
+@functools.lru_cache(maxsize=256)
+def _endpoint(url: str) -> tuple[str, int, bool]:
+    # Parsed once per URL, not on every attempt: polling a refused port every few ms made
+    # urllib's host and port parsing a visible part of each wake-up.
     import urllib.parse
 
-    parts = probe.parts
-    host = parts.hostname or ""
+    parts = urllib.parse.urlsplit(url)
     secure = parts.scheme == "https"
-    port = parts.port or (443 if secure else 80)
+    return parts.hostname or "", parts.port or (443 if secure else 80), secure
+
+
+def http_ready(probe: Http, timeout: float) -> bool:
+    """Whether one request answers with a matching status, within ``timeout``."""
+    host, port, secure = _endpoint(probe.url)
     limit = max(timeout, 0.001)
     # Connect first: while nothing listens, an attempt costs one refused connect rather
     # than an HTTP client's worth of work, so polling stays cheap and can stay fast.
     sock = _connect(host, port, limit)
     if sock is None:
         return False
+    # Imported here: http.client (and ssl) cost ~20 ms to import, and most users never
+    # probe HTTP; the first attempt that connects pays it once.
+    import http.client
+    import urllib.parse
+
+    parts = probe.parts
     connection: http.client.HTTPConnection
     if secure:
         context = probe.ssl_context or _unverified_context()
