@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import IO, Any, NoReturn, Self, TextIO
 
-from mirakuru.adapter import registry, teardown, tree
+from mirakuru.adapter import observers, registry, teardown, tree
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.evaluate import attempt, within
 from mirakuru.adapter.inotify import DirectoryWatch
@@ -369,6 +369,7 @@ class SimpleExecutor:
         self._run = Run(process, output_limit=self._output_limit)
         if self._run.real:  # a stand-in's PID is not ours to guard or signal
             registry.track(self)
+        observers.notify_start(self)
 
     def _wait_sources(self) -> list[EventSource]:
         """What should wake a waiter: the child's exit, and its output if nobody drains it."""

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
@@ -43,6 +44,9 @@ _LAST_WORKER_WAIT = 6 * 3600.0
 _SHARED_DECLARED: list[bool] = []
 #: Per test: the executors already running when its setup began.
 _RUNNING_BEFORE = pytest.StashKey[set[int]]()
+#: The executors started since the current test's setup began (stopped ones too), or None
+#: between tests; filled by a start observer so its failure report can describe them.
+_STARTED_IN_TEST: list[list[_Started] | None] = [None]
 
 
 class Service(Protocol):
@@ -492,7 +496,45 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None]:
     """Note which executors already run, to describe the ones this test starts by hand."""
     __tracebackhide__ = True
     item.stash[_RUNNING_BEFORE] = {id(executor) for executor in _running_executors()}
+    _watch_starts()
+    _STARTED_IN_TEST[0] = []
     return (yield)
+
+
+def _watch_starts() -> None:
+    from mirakuru.adapter import observers
+
+    observers.remove(_started)  # once per process, whatever the number of tests
+    observers.add(_started)
+
+
+class _Started:
+    """An executor started during the current test, held weakly (a dropped one must still be
+    collected, and so killed), with its description taken when it stopped."""
+
+    def __init__(self, executor: Any) -> None:
+        self.ref = weakref.ref(executor)
+        self.title = f"mirakuru: {executor.command}"
+        self.snapshot: str | None = None
+        executor.add_listener(self.changed)
+
+    def changed(self, change: Any) -> None:
+        from mirakuru.core.lifecycle import State
+
+        executor = self.ref()
+        if executor is not None and change.dest in (State.STOPPED, State.FAILED):
+            self.snapshot = describe_service(executor)
+
+    def forget(self) -> None:
+        executor = self.ref()
+        if executor is not None:
+            executor.remove_listener(self.changed)
+
+
+def _started(executor: Any) -> None:
+    started = _STARTED_IN_TEST[0]
+    if started is not None and all(known.ref() is not executor for known in started):
+        started.append(_Started(executor))
 
 
 def _running_executors() -> list[Any]:
@@ -508,6 +550,11 @@ def pytest_runtest_makereport(
     """Append a section per service the failed test used, like captured logs."""
     __tracebackhide__ = True
     report = yield
+    started = _STARTED_IN_TEST[0] or []
+    if report.when == "teardown":
+        _STARTED_IN_TEST[0] = None
+        for record in started:
+            record.forget()
     if not report.failed:
         return report
     error = call.excinfo.value if call.excinfo is not None else None
@@ -525,7 +572,13 @@ def pytest_runtest_makereport(
             )
     before = item.stash.get(_RUNNING_BEFORE, None)
     if before is not None:
-        for executor in _running_executors():
+        alive = [record.ref() for record in started]
+        running = _running_executors()
+        for record in started:
+            if record.ref() is None and record.snapshot is not None:
+                report.sections.append((record.title, record.snapshot))  # stopped and dropped
+        candidates = {id(executor): executor for executor in (*alive, *running) if executor}
+        for executor in candidates.values():
             if id(executor) in before or id(executor) in described:
                 continue
             if getattr(executor, "_mirakuru_fixture", False):
