@@ -156,10 +156,29 @@ class BannerWatch:
 
     def __init__(self, pattern: re.Pattern[str]) -> None:
         self.pattern = pattern
+        self._needle = _literal(pattern)
         self.seen = False
         self.line: str | None = None
         #: Spool offset just past the matched line: where reading "after the banner" starts.
         self.end_offset = 0
+
+    def scan_block(self, raw: bytes, offset: int) -> bool:
+        """Look for the pattern in whole lines ``raw`` starting at spool ``offset``.
+
+        A literal banner is searched in the bytes and only its line is decoded: a flood of
+        output costs a ``bytes.find`` per block, not a decoding of every byte.
+        """
+        if self.seen:
+            return False
+        if self._needle is None:
+            return self.scan(raw.decode("utf-8", "replace"), raw, offset)
+        at = raw.find(self._needle)
+        if at < 0:
+            return False
+        start = raw.rfind(b"\n", 0, at) + 1
+        end = raw.find(b"\n", at)
+        line = raw[start:] if end < 0 else raw[start : end + 1]
+        return self.scan(line.decode("utf-8", "replace"), line, offset + start)
 
     def scan(self, text: str, raw: bytes, offset: int) -> bool:
         """Look for the pattern in ``text``, the decoding of whole lines ``raw`` that start at
@@ -181,6 +200,36 @@ class BannerWatch:
         self.end_offset = offset + (position if lines_through_match else len(raw))
         self.seen = True
         return True
+
+
+#: What makes a pattern more than its literal text (with the flags below left unset).
+_SPECIAL = frozenset(".^$*+?{}[]\\|()\n")
+_NOT_LITERAL_FLAGS = re.IGNORECASE | re.VERBOSE | re.LOCALE
+
+
+def _literal(pattern: re.Pattern[str]) -> bytes | None:
+    """The UTF-8 bytes a plain-text pattern matches, or None for a real regular expression.
+
+    Valid UTF-8 starts no character inside another, so these bytes occur in a block
+    exactly where the text occurs in its decoding (U+FFFD would break that: excluded).
+    """
+    text = pattern.pattern
+    if not text or pattern.flags & _NOT_LITERAL_FLAGS or "\ufffd" in text:
+        return None
+    if any(character in _SPECIAL for character in text):
+        return None
+    return text.encode("utf-8")
+
+
+def _last_lines(complete: bytes) -> list[str]:
+    """The last :data:`TAIL_LINES` lines of a block of whole lines, decoding only those."""
+    end = len(complete.rstrip(b"\n"))
+    start = end
+    for _ in range(TAIL_LINES):
+        start = complete.rfind(b"\n", 0, start)
+        if start < 0:
+            break
+    return complete[start + 1 : end].decode("utf-8", "replace").split("\n")
 
 
 class StreamPump:
@@ -267,10 +316,9 @@ class StreamPump:
     def _consume(self, complete: bytes) -> None:
         offset = self._carry_offset
         self._carry_offset += len(complete)
-        text = complete.decode("utf-8", "replace")
         for watch in self.watches:
-            watch.scan(text, complete, offset)
-        self.tail.extend(text.rstrip("\n").rsplit("\n", TAIL_LINES)[-TAIL_LINES:])
+            watch.scan_block(complete, offset)
+        self.tail.extend(_last_lines(complete))
 
     def _finish(self) -> None:
         self.eof = True

@@ -1,0 +1,46 @@
+"""A literal banner is found in the bytes exactly where decoding every line would find it."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mirakuru.adapter.pump import TAIL_LINES, BannerWatch, _last_lines
+
+pieces = st.sampled_from(
+    [b"ready", b"re", b"ady", b"\n", b"\xe2", b"\x82", b"\xff", b"\xc3\xa9", b" "]
+)
+blocks = st.lists(pieces, max_size=40).map(lambda parts: b"".join(parts) + b"\n")
+banners = st.sampled_from(["ready", "ady\u00e9", "e", "\u00e9 ready", "re ady"])
+
+
+def _decoded(pattern: str, raw: bytes, offset: int) -> BannerWatch:
+    watch = BannerWatch(re.compile(pattern))
+    watch.scan(raw.decode("utf-8", "replace"), raw, offset)
+    return watch
+
+
+@given(banners, blocks, st.integers(min_value=0, max_value=1 << 30))
+def test_literal_fast_path_agrees_with_decoding(pattern: str, raw: bytes, offset: int) -> None:
+    """Same verdict, same line and same offset past the line as the decoding scan."""
+    fast = BannerWatch(re.compile(pattern))
+    fast.scan_block(raw, offset)
+    slow = _decoded(pattern, raw, offset)
+    assert (fast.seen, fast.line, fast.end_offset) == (slow.seen, slow.line, slow.end_offset)
+
+
+@given(blocks)
+def test_last_lines_agree_with_decoding(raw: bytes) -> None:
+    """The tail decodes only the last lines, and they are the lines a full decode gives."""
+    text = raw.decode("utf-8", "replace")
+    assert _last_lines(raw) == text.rstrip("\n").rsplit("\n", TAIL_LINES)[-TAIL_LINES:]
+
+
+def test_regular_expressions_keep_the_decoding_scan() -> None:
+    """A pattern with regex syntax or case folding is matched on the decoded text."""
+    for pattern in (re.compile(r"up \d+"), re.compile("READY", re.IGNORECASE)):
+        watch = BannerWatch(pattern)
+        assert watch.scan_block(b"noise\nservice Ready up 3\n", 10)
+        assert watch.end_offset == 10 + len(b"noise\nservice Ready up 3\n")
