@@ -20,7 +20,6 @@ import threading
 import time
 import uuid
 import warnings
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
@@ -51,13 +50,12 @@ from mirakuru.adapter.stopping import (
     stop_stand_in,
 )
 from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy, StopReport, signal_name
-from mirakuru.adapter.waiter import wait_until
+from mirakuru.adapter.waiter import wait_past_deadline
 from mirakuru.base_env import processes_with_env
 from mirakuru.compat import SIGKILL
 from mirakuru.core.budget import Budget, Timeouts
 from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
-from mirakuru.core.outcome import TimedOut
 from mirakuru.core.probes import PROBE_TYPES, Probe
 from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule
 from mirakuru.core.validate import check_positive
@@ -200,7 +198,6 @@ class SimpleExecutor:
         self._output_limit = output_limit
         self._run: Run | None = None
         self._gate = StartGate()
-        self._readers: dict[str, io.TextIOWrapper] = {}
         self._failure: str | None = None
 
     # -- the published attributes -----------------------------------------------------
@@ -381,15 +378,7 @@ class SimpleExecutor:
     def _became_ready(self) -> None:
         self._fire(Trigger.READY)
         if self._run is not None and self.process is not None:
-            # The reactor must not keep a dropped executor alive (its finalizer kills the tree).
-            exited = weakref.WeakMethod(self._exited_on_its_own)
-
-            def on_exit(code: int) -> None:
-                method = exited()
-                if method is not None:
-                    method(code)
-
-            self._run.hand_over(on_exit)
+            self._run.hand_over_weakly(self._exited_on_its_own)
 
     def _exited_on_its_own(self, code: int) -> None:
         """On the reactor thread: a running process exited (``code``) without being stopped."""
@@ -421,30 +410,27 @@ class SimpleExecutor:
             self._set_timeout()
         schedule, adaptive = self._poll_schedule()
         hints = self._wait_hints()
-        overtime: Budget | None = None
+
+        def timed_out() -> None:
+            # check_timeout may be overridden: 1.x style raises, 3.x style returns False.
+            if not self.check_timeout():
+                self._time_out()
+
         try:
-            while True:
-                budget = overtime or self._budget or Budget.unbounded()
-                outcome = wait_until(
-                    wait_for,
-                    budget,
-                    schedule,
-                    sources=self._wait_sources(),
-                    hints=hints,
-                    adaptive=adaptive,
-                )
-                if not isinstance(outcome, TimedOut):
-                    return self
-                # check_timeout may be overridden: 1.x style raises, 3.x style returns False.
-                if not self.check_timeout():
-                    self._time_out()
-                # Told to go on past our deadline: one poll interval per turn, never a spin.
-                now = monotonic()
-                expired = self._budget is not None and self._budget.expired(now)
-                overtime = Budget.starting_at(now, self._sleep) if expired else None
+            wait_past_deadline(
+                wait_for,
+                lambda: self._budget,
+                schedule,
+                self._wait_sources,
+                hints=hints,
+                adaptive=adaptive,
+                on_timeout=timed_out,
+                step=self._sleep,
+            )
         finally:
             for hint in hints:
                 hint.close()
+        return self
 
     def _wait_hints(self) -> list[DirectoryWatch]:
         """Watches whose events mean "readiness is probably moments away"."""
@@ -640,17 +626,13 @@ class SimpleExecutor:
         if self._run is not None:
             # Keep the run's spools: they stay readable through output() until the next start.
             self._run.close()
-            dropped = self._run.pump.dropped()
-            if dropped:
-                note = ", ".join(f"{name}: {count} bytes" for name, count in dropped.items())
-                self._lifecycle.note(f"output beyond output_limit left out ({note})", monotonic())
+            note = self._run.dropped_note()
+            if note is not None:
+                self._lifecycle.note(note, monotonic())
         registry.forget(self)
 
     def _release_output(self) -> None:
         """Free what the previous run printed; a new start begins a new record."""
-        for reader in self._readers.values():
-            reader.close()
-        self._readers = {}
         if self._run is not None:
             self._run.release()
             self._run = None
@@ -658,15 +640,7 @@ class SimpleExecutor:
     # -- output -----------------------------------------------------------------------------
 
     def _reader(self, name: str, position: int = 0) -> io.TextIOWrapper | None:
-        reader = self._readers.get(name)
-        if reader is None:
-            pump = self._pump
-            stream = pump.streams.get(name) if pump is not None else None
-            if stream is None:
-                return None
-            reader = stream.spool.reader(position)
-            self._readers[name] = reader
-        return reader
+        return self._run.reader(name, position) if self._run is not None else None
 
     def output(self) -> TextIO | None:
         """The process's standard output as a text stream (None when not captured).
@@ -884,7 +858,8 @@ class Executor(SimpleExecutor):
         return directory_hints(self._readiness_probe())
 
     def _became_ready(self) -> None:
-        self._wiring.read_after_banners(self._pump, self._readers)
+        if self._run is not None:
+            self._wiring.read_after_banners(self._pump, self._run.readers)
         self._wiring.close()
         super()._became_ready()
 
@@ -983,13 +958,7 @@ class Executor(SimpleExecutor):
 
     def _drain_tail(self) -> list[str]:
         """The output tail after reading what the dead process left in its pipes."""
-        pump = self._pump
-        if pump is None:
-            return []
-        if not pump.background:
-            for stream in pump.sources():
-                stream.drain()
-        return pump.tail()
+        return self._run.drain_tail() if self._run is not None else []
 
 
 def cleanup_subprocesses() -> None:

@@ -9,8 +9,10 @@ watches its exit and calls ``on_exit`` the moment it happens.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import subprocess
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +75,8 @@ class Run:
                     streams[name] = pipe.fileno()
         self.pump = OutputPump(streams, output_limit)
         self.notify = notify
+        #: The text readers handed out by ``output()``, kept until :meth:`release`.
+        self.readers: dict[str, io.TextIOWrapper] = {}
         self.stopping = False
         self._wake: WakeUp | None = None
         self._exit_watched = False
@@ -128,6 +132,20 @@ class Run:
         else:
             reactor().add_poller(self, exited)
 
+    def hand_over_weakly(self, on_exit: Callable[[int], None]) -> None:
+        """:meth:`hand_over`, holding the bound method's object weakly.
+
+        The reactor must not keep a dropped executor alive: its finalizer kills the tree.
+        """
+        method = weakref.WeakMethod(on_exit)
+
+        def exited(code: int) -> None:
+            alive = method()
+            if alive is not None:
+                alive(code)
+
+        self.hand_over(exited)
+
     def exit_code(self) -> int | None:
         """The exit code if the process has exited, read without reaping it.
 
@@ -179,7 +197,37 @@ class Run:
                     with contextlib.suppress(OSError):
                         pipe.close()
 
+    # -- output -----------------------------------------------------------------------------
+
+    def reader(self, name: str, position: int = 0) -> io.TextIOWrapper | None:
+        """The one text reader of a captured stream (from ``position`` on first use)."""
+        reader = self.readers.get(name)
+        if reader is None:
+            stream = self.pump.streams.get(name)
+            if stream is None:
+                return None
+            reader = self.readers[name] = stream.spool.reader(position)
+        return reader
+
+    def drain_tail(self) -> list[str]:
+        """The output tail after reading what a dead process left in its pipes."""
+        if not self.pump.background:
+            for stream in self.pump.sources():
+                stream.drain()
+        return self.pump.tail()
+
+    def dropped_note(self) -> str | None:
+        """A history note about output kept out by ``output_limit``, if any was."""
+        dropped = self.pump.dropped()
+        if not dropped:
+            return None
+        counts = ", ".join(f"{name}: {count} bytes" for name, count in dropped.items())
+        return f"output beyond output_limit left out ({counts})"
+
     def release(self) -> None:
-        """Free the spools too: a new start begins a new record."""
+        """Free the readers and spools too: a new start begins a new record."""
+        for reader in self.readers.values():
+            reader.close()
+        self.readers = {}
         self.close()
         self.pump.release()

@@ -13,7 +13,7 @@ from mirakuru.core.budget import Budget
 from mirakuru.core.outcome import Ready, TimedOut
 from mirakuru.core.schedule import PollSchedule, adaptive_cap
 
-__all__ = ["wait_until"]
+__all__ = ["wait_past_deadline", "wait_until"]
 
 
 def wait_until(
@@ -80,6 +80,37 @@ def wait_until(
                 poller.unregister(fd)
                 del by_fd[fd]
         cycle_began += cost_clock() - drain_began
+
+
+def wait_past_deadline(
+    check: Callable[[], bool],
+    budget: Callable[[], Budget | None],
+    schedule: PollSchedule,
+    sources: Callable[[], Iterable[EventSource]],
+    *,
+    hints: Iterable[EventSource],
+    adaptive: bool,
+    on_timeout: Callable[[], None],
+    step: float,
+) -> None:
+    """:func:`wait_until`, asking ``on_timeout`` (which raises to give up) at each timeout.
+
+    ``budget`` is read again after each timeout, since ``on_timeout`` may extend it; told
+    to go on past the deadline, the wait continues one ``step`` at a time, never a spin.
+    """
+    overtime: Budget | None = None
+    while True:
+        current = overtime or budget() or Budget.unbounded()
+        outcome = wait_until(
+            check, current, schedule, sources=sources(), hints=hints, adaptive=adaptive
+        )
+        if not isinstance(outcome, TimedOut):
+            return
+        on_timeout()
+        now = monotonic()
+        deadline = budget()
+        expired = deadline is not None and deadline.expired(now)
+        overtime = Budget.starting_at(now, step) if expired else None
 
 
 def _milliseconds(seconds: float) -> int:
