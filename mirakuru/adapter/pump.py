@@ -162,23 +162,28 @@ class BannerWatch:
         #: Spool offset just past the matched line: where reading "after the banner" starts.
         self.end_offset = 0
 
-    def scan_block(self, raw: bytes, offset: int) -> bool:
-        """Look for the pattern in whole lines ``raw`` starting at spool ``offset``.
+    def scan_block(self, raw: bytes, base: int, start: int = 0, end: int | None = None) -> bool:
+        """Look for the pattern in the whole lines ``raw[start:end]``; ``raw[0]`` is at spool
+        offset ``base``.
 
-        A literal banner is searched in the bytes and only its line is decoded: a flood of
-        output costs a ``bytes.find`` per block, not a decoding of every byte.
+        A literal banner is searched in the bytes in place and only its line is decoded: a
+        flood of output costs a ``bytes.find`` per block, not a decoding of every byte.
         """
         if self.seen:
             return False
+        end = len(raw) if end is None else end
         if self._needle is None:
-            return self.scan(raw.decode("utf-8", "replace"), raw, offset)
-        at = raw.find(self._needle)
+            piece = raw[start:end]
+            return self.scan(piece.decode("utf-8", "replace"), piece, base + start)
+        at = raw.find(self._needle, start, end)
         if at < 0:
             return False
-        start = raw.rfind(b"\n", 0, at) + 1
-        end = raw.find(b"\n", at)
-        line = raw[start:] if end < 0 else raw[start : end + 1]
-        return self.scan(line.decode("utf-8", "replace"), line, offset + start)
+        newline = raw.rfind(b"\n", start, at)
+        first = start if newline < 0 else newline + 1
+        newline = raw.find(b"\n", at, end)
+        last = end if newline < 0 else newline + 1
+        line = raw[first:last]
+        return self.scan(line.decode("utf-8", "replace"), line, base + first)
 
     def scan(self, text: str, raw: bytes, offset: int) -> bool:
         """Look for the pattern in ``text``, the decoding of whole lines ``raw`` that start at
@@ -205,6 +210,9 @@ class BannerWatch:
 #: What makes a pattern more than its literal text (with the flags below left unset).
 _SPECIAL = frozenset(".^$*+?{}[]\\|()\n")
 _NOT_LITERAL_FLAGS = re.IGNORECASE | re.VERBOSE | re.LOCALE
+_NEWLINE = ord("\n")
+#: Trailing newlines stripped one by one before falling back to a copying ``rstrip``.
+_TRAILING_CHECK = 64
 
 
 def _literal(pattern: re.Pattern[str]) -> bytes | None:
@@ -221,15 +229,22 @@ def _literal(pattern: re.Pattern[str]) -> bytes | None:
     return text.encode("utf-8")
 
 
-def _last_lines(complete: bytes) -> list[str]:
-    """The last :data:`TAIL_LINES` lines of a block of whole lines, decoding only those."""
-    end = len(complete.rstrip(b"\n"))
-    start = end
+def _last_lines(block: bytes, start: int = 0, end: int | None = None) -> list[str]:
+    """The last :data:`TAIL_LINES` lines of the whole lines ``block[start:end]``, decoding
+    only those and copying nothing else."""
+    end = len(block) if end is None else end
+    stop = end
+    while stop > start and block[stop - 1] == _NEWLINE and end - stop < _TRAILING_CHECK:
+        stop -= 1
+    if stop > start and block[stop - 1] == _NEWLINE:
+        stop = start + len(block[start:stop].rstrip(b"\n"))  # rare: a run of empty lines
+    first = stop
     for _ in range(TAIL_LINES):
-        start = complete.rfind(b"\n", 0, start)
-        if start < 0:
+        first = block.rfind(b"\n", start, first)
+        if first < 0:
+            first = start - 1
             break
-    return complete[start + 1 : end].decode("utf-8", "replace").split("\n")
+    return block[first + 1 : stop].decode("utf-8", "replace").split("\n")
 
 
 class StreamPump:
@@ -305,20 +320,27 @@ class StreamPump:
                 piece, self._carry = bytes(self._carry), bytearray()
                 self._consume(piece)
             return
+        begin = 0
         if self._carry:
-            complete = bytes(self._carry) + data[:cut]
-            self._carry = bytearray(data[cut:])
-        else:
-            complete = data[:cut]
-            self._carry += data[cut:]
-        self._consume(complete)
+            # The carried line ends at the block's first newline: consume it on its own so
+            # the rest of the block is scanned in place (copying a flood costs more than
+            # searching it).
+            begin = data.find(b"\n") + 1
+            self._carry += data[:begin]
+            piece, self._carry = bytes(self._carry), bytearray()
+            self._consume(piece)
+        if begin < cut:
+            self._consume(data, begin, cut)
+        self._carry += data[cut:]
 
-    def _consume(self, complete: bytes) -> None:
-        offset = self._carry_offset
-        self._carry_offset += len(complete)
+    def _consume(self, block: bytes, start: int = 0, end: int | None = None) -> None:
+        """Scan the whole lines ``block[start:end]``, the next bytes of the stream."""
+        end = len(block) if end is None else end
+        base = self._carry_offset - start  # spool offset of block[0]
+        self._carry_offset += end - start
         for watch in self.watches:
-            watch.scan_block(complete, offset)
-        self.tail.extend(_last_lines(complete))
+            watch.scan_block(block, base, start, end)
+        self.tail.extend(_last_lines(block, start, end))
 
     def _finish(self) -> None:
         self.eof = True
