@@ -17,14 +17,20 @@ import os
 import signal
 import subprocess
 import threading
-import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import IO, Any, NoReturn, Self, TextIO
 
+from mirakuru._executor import (
+    DEFAULT_SLEEP,
+    budget_at_wall_time,
+    check_signal,
+    legacy_timeout,
+    merge_popen_kwargs,
+    wall_deadline,
+)
 from mirakuru.adapter import observers, registry, teardown, tree
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.evaluate import attempt, within
@@ -90,27 +96,6 @@ IGNORED_ERROR_CODES = [errno.ESRCH]
 OUTPUT_END_GRACE = 0.05
 
 
-class _DefaultSleep(float):
-    """The default ``sleep``: a float, but recognisably not one the user chose."""
-
-    def __repr__(self) -> str:
-        return repr(float(self))
-
-
-#: When ``sleep`` is left at this default, polling is adaptive (about 1 ms to 5 ms for
-#: cheap checks); an explicit ``sleep`` becomes the longest interval between checks.
-DEFAULT_SLEEP = _DefaultSleep(MAX_AUTO_CAP)
-
-
-def _check_signal(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a signal number, got {value!r}")
-    try:
-        return int(signal.Signals(value))
-    except ValueError:
-        raise ValueError(f"{name} must be a valid signal number, got {value!r}") from None
-
-
 class SimpleExecutor:
     """Runs a command as a subprocess and stops it, with its whole process tree.
 
@@ -155,15 +140,8 @@ class SimpleExecutor:
         :param output_limit: the most bytes of each captured stream kept for
             :meth:`output` (the head; ``None``: no limit); the tail is always kept.
         """
-        given: object = timeout  # typed float, but mirakuru 3.1 callers pass True
-        if given is True:
-            # mirakuru 3.1 took any true value: keep True meaning one second, but say so.
-            warnings.warn(
-                "timeout=True is deprecated; pass a number of seconds (True means 1)",
-                DeprecationWarning,
-                stacklevel=3 if type(self).__init__ is not SimpleExecutor.__init__ else 2,
-            )
-            timeout = 1
+        overridden = type(self).__init__ is not SimpleExecutor.__init__
+        timeout = legacy_timeout(timeout, stacklevel=3 if overridden else 2)
         parsed = normalize_command(command)
         self.command: str = parsed.display
         self.command_parts: Any = parsed.parts
@@ -174,14 +152,14 @@ class SimpleExecutor:
         check_positive("sleep", sleep)
         self._sleep = float(sleep)
         self._adaptive = sleep is DEFAULT_SLEEP
-        self._stop_signal = _check_signal(
+        self._stop_signal = check_signal(
             "stop_signal", sig_stop if sig_stop is not None else stop_signal
         )
-        self._kill_signal = _check_signal(
+        self._kill_signal = check_signal(
             "kill_signal", sig_kill if sig_kill is not None else kill_signal
         )
         if exp_sig is not None:
-            expected_returncode = -_check_signal("exp_sig", exp_sig)
+            expected_returncode = -check_signal("exp_sig", exp_sig)
         self._expected_returncode = expected_returncode
         self._envvars: dict[str, str] = dict(envvars or {})
         self._stdin = stdin
@@ -231,35 +209,19 @@ class SimpleExecutor:
     @property
     def _popen_kwargs(self) -> dict[str, Any]:
         """The keyword arguments for :class:`subprocess.Popen`; ``env`` is complete."""
-        kwargs: dict[str, Any] = {
-            "stdin": self._stdin,
-            "stdout": self._stdout,
-            "stderr": self._stderr,
-            "universal_newlines": True,
-            "shell": self._shell,
-            "env": self.envvars,
-            "cwd": self.cwd,
-        }
-        # What the executor relies on (pipes, text mode, marker, directory) is never overridden.
-        kwargs.update(
-            (key, value) for key, value in self._extra_popen_kwargs.items() if key not in kwargs
-        )
-        return kwargs
+        own: dict[str, Any] = {"stdin": self._stdin, "stdout": self._stdout}
+        own["stderr"] = self._stderr
+        own.update(universal_newlines=True, shell=self._shell, env=self.envvars, cwd=self.cwd)
+        return merge_popen_kwargs(own, self._extra_popen_kwargs)
 
     @property
     def _endtime(self) -> float | None:
         """The start-up deadline as a wall-clock time (``time.time()``), or None."""
-        if self._budget is None or self._budget.deadline is None:
-            return None
-        # Not clamped at zero: a passed deadline must stay in the past, not follow "now".
-        return time.time() + (self._budget.deadline - monotonic())
+        return wall_deadline(self._budget)
 
     @_endtime.setter
     def _endtime(self, value: float | None) -> None:
-        if value is None:
-            self._budget = None
-        else:
-            self._budget = Budget(monotonic() + (value - time.time()))
+        self._budget = budget_at_wall_time(value)
 
     # -- lifecycle: the new, inspectable part ----------------------------------------------
 
@@ -492,7 +454,7 @@ class SimpleExecutor:
             process = self.process
             if process is None:
                 return self
-            chosen = _check_signal(
+            chosen = check_signal(
                 "stop_signal", self._stop_signal if stop_signal is None else stop_signal
             )
             if expected_returncode is None:
@@ -532,7 +494,7 @@ class SimpleExecutor:
         ``wait=False`` never blocks: it signals and leaves the reaping to a background
         thread, even while another thread holds the executor (say, waiting in ``start()``).
         """
-        chosen = _check_signal("sig", self._kill_signal if sig is None else sig)
+        chosen = check_signal("sig", self._kill_signal if sig is None else sig)
         if not self._lock.acquire(blocking=wait):
             self._kill_unlocked(chosen)
             return self

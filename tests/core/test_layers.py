@@ -20,6 +20,8 @@ FACADE = {
     "mirakuru.pid",
     "mirakuru.unixsocket",
     "mirakuru.exceptions",
+    "mirakuru._executor",
+    "mirakuru.pytest_plugin",
 }
 
 

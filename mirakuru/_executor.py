@@ -1,0 +1,77 @@
+"""Facade-side helpers for :mod:`mirakuru.base`: translating the published arguments."""
+
+from __future__ import annotations
+
+import signal
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from mirakuru.adapter.clock import monotonic
+from mirakuru.core.budget import Budget
+from mirakuru.core.schedule import MAX_AUTO_CAP
+
+__all__ = [
+    "DEFAULT_SLEEP",
+    "budget_at_wall_time",
+    "check_signal",
+    "legacy_timeout",
+    "merge_popen_kwargs",
+    "wall_deadline",
+]
+
+
+class _DefaultSleep(float):
+    """The default ``sleep``: a float, but recognisably not one the user chose."""
+
+    def __repr__(self) -> str:
+        return repr(float(self))
+
+
+#: When ``sleep`` is left at this default, polling is adaptive (about 1 ms to 5 ms for
+#: cheap checks); an explicit ``sleep`` becomes the longest interval between checks.
+DEFAULT_SLEEP = _DefaultSleep(MAX_AUTO_CAP)
+
+
+def check_signal(name: str, value: object) -> int:
+    """``value`` as a signal number, or a TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a signal number, got {value!r}")
+    try:
+        return int(signal.Signals(value))
+    except ValueError:
+        raise ValueError(f"{name} must be a valid signal number, got {value!r}") from None
+
+
+def legacy_timeout(timeout: float | None, stacklevel: int) -> float | None:
+    """mirakuru 3.1 took any true value: keep True meaning one second, but say so."""
+    given: object = timeout  # typed float, but mirakuru 3.1 callers pass True
+    if given is not True:
+        return timeout
+    warnings.warn(
+        "timeout=True is deprecated; pass a number of seconds (True means 1)",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+    return 1
+
+
+def merge_popen_kwargs(own: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's extra Popen arguments, never overriding what the executor relies on
+    (pipes, text mode, marker, directory)."""
+    own.update((key, value) for key, value in extra.items() if key not in own)
+    return own
+
+
+def wall_deadline(budget: Budget | None) -> float | None:
+    """A budget's deadline as a wall-clock time (``time.time()``), or None."""
+    if budget is None or budget.deadline is None:
+        return None
+    # Not clamped at zero: a passed deadline must stay in the past, not follow "now".
+    return time.time() + (budget.deadline - monotonic())
+
+
+def budget_at_wall_time(value: float | None) -> Budget | None:
+    """The budget ending at wall-clock time ``value`` (None: no budget)."""
+    return None if value is None else Budget(monotonic() + (value - time.time()))
