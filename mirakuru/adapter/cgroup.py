@@ -157,7 +157,10 @@ class Cgroup:
         """
         settled = self._settled = threading.Event()
         writing = threading.Event()
-        _submit(lambda: self._adopt_guarded(pid, guard, reaped, writing, settled))
+        try:
+            _submit(lambda: self._adopt_guarded(pid, guard, reaped, writing, settled))
+        except RuntimeError:  # no new thread at interpreter shutdown: move it here
+            self._adopt_guarded(pid, guard, reaped, writing, settled)
         writing.wait(_HANDOFF_WAIT)
 
     def _adopt_guarded(
@@ -230,7 +233,8 @@ class Cgroup:
         """Kill what is left and delete the cgroup in the background (never blocks)."""
         if not self.settle(0.0):
             # The pending move holds the hierarchy's lock: rmdir would wait it out here.
-            _submit(lambda: self.remove_later(wait))
+            with contextlib.suppress(RuntimeError):
+                _submit(lambda: self.remove_later(wait))
             return
         if self.remove():
             return
@@ -252,11 +256,12 @@ _worker_lock = threading.Lock()
 def _submit(job: Callable[[], Any]) -> None:
     """Run ``job`` on the one cgroup thread (started on first use), in submission order."""
     global _worker  # noqa: PLW0603 - one cgroup thread per process
-    _jobs.put(job)
     with _worker_lock:
         if _worker is None or not _worker.is_alive():
-            _worker = threading.Thread(target=_serve, name="mirakuru-cgroup", daemon=True)
-            _worker.start()
+            worker = threading.Thread(target=_serve, name="mirakuru-cgroup", daemon=True)
+            worker.start()  # raises at interpreter shutdown: then nothing was queued
+            _worker = worker
+        _jobs.put(job)
 
 
 def _serve() -> None:
