@@ -63,7 +63,7 @@ from mirakuru.core.budget import Budget, Timeouts
 from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
 from mirakuru.core.probes import PROBE_TYPES, Probe
-from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule
+from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule, event_schedule
 from mirakuru.core.validate import check_positive
 from mirakuru.exceptions import (
     AlreadyRunning,
@@ -94,6 +94,10 @@ ENV_UUID = ENV_MARKER
 IGNORED_ERROR_CODES = [errno.ESRCH]
 #: How long to wait for the exit code of a process whose output just ended.
 OUTPUT_END_GRACE = 0.05
+
+
+#: The timed checks of event-driven readiness where exits are not events.
+_FAST = PollSchedule(cap=MAX_AUTO_CAP)
 
 
 class SimpleExecutor:
@@ -812,7 +816,8 @@ class Executor(SimpleExecutor):
             and only_event_driven(probe)
         )
         if event_driven and self._adaptive:
-            return PollSchedule(cap=MAX_AUTO_CAP), False
+            # Without a pidfd an exit wakes nobody (unless the output ends): keep polling fast.
+            return (event_schedule() if self._pidfd is not None else _FAST), False
         return super()._poll_schedule()
 
     def _wait_hints(self) -> list[DirectoryWatch]:
