@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mirakuru import ports, probes
-    from mirakuru.adapter.teardown import StopReport
     from mirakuru.base import Executor, SimpleExecutor
     from mirakuru.core.lifecycle import IllegalTransition, State, StateChange, Trigger
+    from mirakuru.core.report import StopReport
     from mirakuru.exceptions import (
         AlreadyRunning,
         ExecutableNotFound,
@@ -53,7 +53,7 @@ _HOMES = {
     "SimpleExecutor": "mirakuru.base",
     "State": "mirakuru.core.lifecycle",
     "StateChange": "mirakuru.core.lifecycle",
-    "StopReport": "mirakuru.adapter.teardown",
+    "StopReport": "mirakuru.core.report",
     "TCPExecutor": "mirakuru.tcp",
     "TimeoutExpired": "mirakuru.exceptions",
     "Trigger": "mirakuru.core.lifecycle",

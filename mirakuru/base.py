@@ -55,14 +55,15 @@ from mirakuru.adapter.stopping import (
     stop_run,
     stop_stand_in,
 )
-from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy, StopReport, signal_name
+from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy
 from mirakuru.adapter.waiter import wait_past_deadline
 from mirakuru.base_env import processes_with_env
-from mirakuru.compat import SIGKILL
+from mirakuru.compat import SIGKILL, check_platform
 from mirakuru.core.budget import Budget, Timeouts
 from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
 from mirakuru.core.probes import PROBE_TYPES, Probe
+from mirakuru.core.report import StopReport, signal_name
 from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule, event_schedule
 from mirakuru.core.validate import check_positive
 from mirakuru.exceptions import (
@@ -311,6 +312,7 @@ class SimpleExecutor:
 
     def _spawn(self) -> None:
         """Validate, spawn, and set up pipes, exit watching and cleanup registration."""
+        check_platform()
         if not self.command_parts or (self._shell and not str(self.command).strip()):
             raise InvalidCommand(self)
         check_environment(self._envvars)

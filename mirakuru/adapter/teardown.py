@@ -31,6 +31,7 @@ from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.process import send_signal
 from mirakuru.adapter.tree import Member
 from mirakuru.compat import SIGKILL
+from mirakuru.core.report import StopReport
 
 __all__ = [
     "KILL_WAIT",
@@ -56,14 +57,6 @@ STRAGGLER_GRACE = 0.5
 SignalMarked = Callable[[int, Callable[[int], bool]], set[int]]
 
 
-def signal_name(sig: int) -> str:
-    """``SIGTERM`` for 15; the bare number for anything that is not a known signal."""
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return str(sig)
-
-
 @attrs.frozen(slots=True)
 class KillPolicy:
     """How a tree is stopped: the polite signal, the grace period, the forceful signal."""
@@ -77,35 +70,6 @@ class KillPolicy:
     def grace_seconds(self) -> float:
         """The grace period actually waited: ``grace``, or :data:`MAX_GRACE` for None."""
         return MAX_GRACE if self.grace is None else self.grace
-
-
-@attrs.frozen(slots=True)
-class StopReport:
-    """What one ``stop()`` or ``kill()`` did: who was signalled, who resisted, how long."""
-
-    signal: int
-    signalled: int
-    escalated: bool = False
-    ignored: tuple[int, ...] = ()
-    leftovers: tuple[int, ...] = ()
-    exit_code: int | None = None
-    duration: float = 0.0
-    grace: float | None = None
-    kill_signal: int | None = None
-
-    def note(self) -> str:
-        """One line for the state history."""
-        sent = signal_name(self.signal)
-        if self.escalated:
-            line = (
-                f"escalated to {signal_name(self.kill_signal or SIGKILL)}"
-                f" after {self.grace} s: {len(self.ignored)} process(es) ignored {sent}"
-            )
-        else:
-            line = f"{sent} sent to {self.signalled} process(es), exit code {self.exit_code}"
-        if self.leftovers:
-            line += f"; {len(self.leftovers)} still alive: {sorted(self.leftovers)}"
-        return line
 
 
 class Leader:

@@ -99,3 +99,20 @@ def test_the_whole_package_imports_on_windows() -> None:
     )
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip() == "refused"
+
+
+def test_start_refuses_before_spawning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """On an unsupported platform start() raises UnsupportedPlatform and runs nothing."""
+    from mirakuru import SimpleExecutor, State
+
+    witness = tmp_path / "spawned"
+    executor = SimpleExecutor(
+        [sys.executable, "-c", f"open({str(witness)!r}, 'w').close()"], timeout=10
+    )
+    monkeypatch.setattr(sys, "platform", "win32")
+    with pytest.raises(UnsupportedPlatform, match="'win32'"):
+        executor.start()
+    monkeypatch.undo()
+    assert executor.process is None
+    assert executor.state is State.IDLE
+    assert not witness.exists()
