@@ -109,4 +109,4 @@ doctest_test_doctest_blocks = "default"
 
 # Pages whose examples still use the harness above in what they render (their owners are
 # converting them); every other page's examples must run as shown in a fresh file.
-example_harness_exempt = ["output", "teardown", "pytest-plugin", "lifecycle"]
+example_harness_exempt: list[str] = []
