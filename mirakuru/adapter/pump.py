@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import io
 import os
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: importing must still work (start() refuses there)
+    fcntl = None  # type: ignore[assignment]
 import re
 import tempfile
 import threading
@@ -265,8 +269,10 @@ class StreamPump:
         self._carry_offset = 0  # spool offset of the first byte not yet scanned
         os.set_blocking(fd, False)
         # Not a pipe, or over the system's limit: the default size works too.
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        set_pipe_size = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+        if set_pipe_size is not None:  # Linux only; elsewhere the default size works too
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, set_pipe_size, _PIPE_SIZE)
 
     def fileno(self) -> int:
         return self._fd

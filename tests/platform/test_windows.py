@@ -83,11 +83,6 @@ def test_platform_modules_import_on_windows(module: str) -> None:
     assert "win32" in imported.stdout
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="import-time POSIX names: adapter/teardown.py:71 signal.SIGKILL, adapter/pump.py:17 "
-    "fcntl, adapter/reactor.py:181 os.register_at_fork, adapter/inotify.py:23-24 os.O_NONBLOCK",
-)
 def test_the_whole_package_imports_on_windows() -> None:
     imported = run_as_windows(
         "import mirakuru, mirakuru.base, mirakuru.pytest_plugin, mirakuru.pytest_plugin.shared\n"
