@@ -107,6 +107,6 @@ assert not _leaks, f"processes left running by this page's examples: {_leaks}"
 """
 doctest_test_doctest_blocks = "default"
 
-# Pages whose examples still use the harness above in what they render (their owners are
-# converting them); every other page's examples must run as shown in a fresh file.
+# Pages allowed to use the harness above in what they render: none, so every page's
+# examples must run as shown in a fresh file.
 example_harness_exempt: list[str] = []

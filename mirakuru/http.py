@@ -67,6 +67,28 @@ class HTTPExecutor(TCPExecutor):
     def _readiness_probe(self) -> Probe | None:
         if self._explicit_ready:
             return super()._readiness_probe()
+        # Checked every few ms while waiting: rebuild (and re-validate) only when an
+        # attribute changed. Copies of the dicts, so a change made in place is seen too.
+        key = (
+            self.url,
+            self.host,
+            self.port,
+            self.method,
+            self.status,
+            self.status_re,
+            None if self.headers is None else dict(self.headers),
+            None if self.payload is None else dict(self.payload),
+            self.request_timeout,
+            self._ssl_context,
+        )
+        built: tuple[object, Probe] | None = getattr(self, "_built_probe", None)
+        if built is not None and built[0] == key:
+            return built[1]
+        probe = self._build_probe()
+        self._built_probe = (key, probe)
+        return probe
+
+    def _build_probe(self) -> Probe:
         self._address_probe()  # a bad host or port is named as such
         host = f"[{self.host}]" if ":" in self.host else self.host
         target = urllib.parse.urlunsplit(

@@ -9,6 +9,7 @@ from unittest import mock
 import pytest
 
 from mirakuru import HTTPExecutor, PidExecutor, TCPExecutor, UnixSocketExecutor
+from mirakuru.core.probes import Http
 from tests.helpers import free_port, python_command
 
 # Answers every request with 200, each one after 50 ms: slower than a 1 ms limit.
@@ -119,3 +120,18 @@ def test_pid_and_socket_paths_are_read_at_call_time(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"UnixSocketExecutor\.socket "):
         unix.start()
     assert unix.process is None
+
+
+def test_http_probe_is_rebuilt_only_when_an_attribute_changes() -> None:
+    """The HTTP probe is reused between checks, yet a change, even to a dict in place, is seen."""
+    executor = HTTPExecutor(["true"], "http://127.0.0.1:8000/", headers={"A": "1"})
+    first = executor._readiness_probe()
+    assert executor._readiness_probe() is first
+    assert executor.headers is not None
+    executor.headers["A"] = "2"
+    changed = executor._readiness_probe()
+    assert changed is not first
+    assert isinstance(changed, Http)
+    assert changed.headers == (("A", "2"),)
+    executor.method = "GET"
+    assert executor._readiness_probe() is not changed
