@@ -55,7 +55,7 @@ from mirakuru.adapter.stopping import (
     stop_run,
     stop_stand_in,
 )
-from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy
+from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy, signal_name
 from mirakuru.adapter.waiter import wait_past_deadline
 from mirakuru.base_env import processes_with_env
 from mirakuru.compat import SIGKILL, check_platform
@@ -63,7 +63,7 @@ from mirakuru.core.budget import Budget, Timeouts
 from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
 from mirakuru.core.probes import PROBE_TYPES, Probe
-from mirakuru.core.report import StopReport, signal_name
+from mirakuru.core.report import StopReport
 from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule, event_schedule
 from mirakuru.core.validate import check_positive
 from mirakuru.exceptions import (
@@ -482,9 +482,9 @@ class SimpleExecutor:
             exit_code = process.returncode
             self._clear_process()
             if report.escalated or report.leftovers:
-                LOG.warning("stopping %s: %s", self, report.note())
+                LOG.warning("stopping %s: %s", self, report.note(signal_name))
             if report.escalated:
-                self._fire(Trigger.FINISH, report.note())
+                self._fire(Trigger.FINISH, report.note(signal_name))
                 return self
             if exit_code is not None and exit_code not in (0, expected_returncode):
                 self._fire(Trigger.FAIL, f"exit code {exit_code}")

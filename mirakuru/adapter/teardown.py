@@ -42,6 +42,7 @@ __all__ = [
     "StopReport",
     "kill_tree",
     "reap_later",
+    "signal_name",
     "terminate",
 ]
 
@@ -55,6 +56,14 @@ STRAGGLER_GRACE = 0.5
 #: ``signal_marked(sig, already)``: send ``sig`` to every process carrying our marker except
 #: those for which ``already(pid)`` holds, and return the PIDs of all marked processes found.
 SignalMarked = Callable[[int, Callable[[int], bool]], set[int]]
+
+
+def signal_name(sig: int) -> str:
+    """``SIGTERM`` for 15; the bare number for anything that is not a known signal."""
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
 
 
 @attrs.frozen(slots=True)

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import signal
+from collections.abc import Callable
 
 import attrs
 
-__all__ = ["StopReport", "signal_name"]
-
-
-def signal_name(sig: int) -> str:
-    """``SIGTERM`` for 15; the bare number for anything that is not a known signal."""
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return str(sig)
+__all__ = ["StopReport"]
 
 
 @attrs.frozen(slots=True)
@@ -31,15 +23,14 @@ class StopReport:
     grace: float | None = None
     kill_signal: int | None = None
 
-    def note(self) -> str:
-        """One line for the state history."""
-        sent = signal_name(self.signal)
+    def note(self, name: Callable[[int], str] = str) -> str:
+        """One line for the state history; ``name`` spells a signal number (the adapter's
+        ``signal_name`` gives ``SIGTERM``, the pure default the bare number)."""
+        sent = name(self.signal)
         if self.escalated:
-            # SIGKILL is absent on some platforms; start() refuses those, but a value must
-            # still describe itself.
-            forceful: int = self.kill_signal or int(getattr(signal, "SIGKILL", signal.SIGTERM))
+            forceful = "the kill signal" if self.kill_signal is None else name(self.kill_signal)
             line = (
-                f"escalated to {signal_name(forceful)}"
+                f"escalated to {forceful}"
                 f" after {self.grace} s: {len(self.ignored)} process(es) ignored {sent}"
             )
         else:
