@@ -137,7 +137,7 @@ def settled(sock: socket.socket, timeout: float) -> bool:
     began = monotonic()
     # Non-blocking: a socket with a timeout would wait for data before every peek.
     sock.setblocking(False)
-    diag = sockdiag.available()
+    diag = sockdiag.sees(sock.family)
     window = min(timeout, ACCEPT_WAIT if diag else PORTABLE_CONFIRM)
     poller = select.poll()
     poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
@@ -161,14 +161,15 @@ def settled(sock: socket.socket, timeout: float) -> bool:
 
 
 def unix_ready(probe: UnixSocket, timeout: float) -> bool:
-    """Whether a stream connection to the unix socket is accepted now."""
+    """Whether the program listening on the unix socket accepts our stream connection
+    (queued is not enough, as for TCP: see :func:`settled`)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(max(timeout, 0.001))
         try:
             sock.connect(probe.path)
         except OSError:
             return False
-    return True
+        return settled(sock, timeout)
 
 
 def pid_file_ready(probe: PidFile) -> bool:
