@@ -22,7 +22,7 @@ import psutil
 from mirakuru.adapter import cgroup
 from mirakuru.adapter.capabilities import capabilities
 
-__all__ = ["Identity", "forget", "of", "pin", "start_time"]
+__all__ = ["Identity", "forget", "of", "pin", "start_time", "stat_fields"]
 
 
 @attrs.frozen(slots=True)
@@ -44,20 +44,28 @@ _LOCK_TYPE = type(threading.Lock())
 _pinned: weakref.WeakKeyDictionary[subprocess.Popen[Any], Identity] = weakref.WeakKeyDictionary()
 
 
+def stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    # The command name may hold spaces and parentheses: split after its last ")".
+    return data[data.rfind(b")") + 2 :].split()
+
+
 def start_time(pid: int) -> float | None:
     """The process's start time (clock ticks since boot from ``/proc``, else epoch seconds)."""
     if capabilities().proc_fs:
-        try:
-            fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+        fields = stat_fields(pid)
+        if fields is None:
             return None
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        fields = data[data.rfind(b")") + 2 :].split()
         try:
             return float(int(fields[19]))
         except (IndexError, ValueError):

@@ -192,17 +192,8 @@ def _stuck(link: _Link) -> str | None:
 def _state(pid: int) -> str | None:
     """The one-letter scheduler state of our child ``pid``; None if it is gone."""
     if capabilities().proc_fs:
-        try:
-            fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        return data[data.rfind(b")") + 2 :][:1].decode() or None
+        fields = identity.stat_fields(pid)
+        return fields[0][:1].decode() if fields else None
     import psutil  # the portable path only
 
     try:
