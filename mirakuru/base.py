@@ -45,7 +45,6 @@ from mirakuru.adapter.readiness import (
     only_event_driven,
 )
 from mirakuru.adapter.run import Run
-from mirakuru.adapter.sources import EventSource
 from mirakuru.adapter.stopping import (
     StartGate,
     kill_leftovers,
@@ -56,7 +55,7 @@ from mirakuru.adapter.stopping import (
     stop_stand_in,
 )
 from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy, signal_name
-from mirakuru.adapter.waiter import wait_past_deadline
+from mirakuru.adapter.waiter import PollWakeups, RunWakeups, Wakeups, wait_past_deadline
 from mirakuru.base_env import processes_with_env
 from mirakuru.compat import SIGKILL, check_platform
 from mirakuru.core.budget import Budget, Timeouts
@@ -336,12 +335,11 @@ class SimpleExecutor:
             registry.track(self)
         observers.notify_start(self)
 
-    def _wait_sources(self) -> list[EventSource]:
-        """What should wake a waiter: the child's exit, and its output if nobody drains it."""
-        run = self._run
-        if run is None or self.process is None:
-            return []
-        return run.wait_sources()
+    def _wakeups(self) -> Wakeups:
+        """What wakes a waiter: the run's events (exit, output, a stop), else the clock."""
+        if self._run is None or not self._run.real:
+            return PollWakeups((), ())
+        return RunWakeups(self._run)
 
     def _became_ready(self) -> None:
         self._fire(Trigger.READY)
@@ -377,7 +375,12 @@ class SimpleExecutor:
         if self._budget is None:
             self._set_timeout()
         schedule, adaptive = self._poll_schedule()
-        hints = self._wait_hints()
+        run = self._run
+        hints = self._wait_hints() if run is not None and run.real else []
+        if run is not None:
+            run.activate()
+            for hint in hints:
+                run.watch(hint, hint=True)
 
         def timed_out() -> None:
             # check_timeout may be overridden: 1.x style raises, 3.x style returns False.
@@ -389,14 +392,15 @@ class SimpleExecutor:
                 wait_for,
                 lambda: self._budget,
                 schedule,
-                self._wait_sources,
-                hints=hints,
+                self._wakeups,
                 adaptive=adaptive,
                 on_timeout=timed_out,
                 step=self._sleep,
             )
         finally:
             for hint in hints:
+                if run is not None:
+                    run.unwatch(hint)
                 hint.close()
         return self
 
@@ -794,19 +798,14 @@ class Executor(SimpleExecutor):
         except BaseException:
             self._wiring.close()
             raise
-        self._wiring.attach(probe, self._pump)
+        if self._run is not None:
+            self._wiring.attach(probe, self._run)
 
     def _note_status(self, status: str) -> None:
         try:
             self._lifecycle.note(f"STATUS={status}", monotonic())
         except Exception:
             LOG.exception("a state listener of %s failed", self)
-
-    def _wait_sources(self) -> list[EventSource]:
-        sources = super()._wait_sources()
-        if self._wiring.notify is not None:
-            sources.append(self._wiring.notify)
-        return sources
 
     def _poll_schedule(self) -> tuple[PollSchedule, bool]:
         # Output and sd_notify readiness can only change when the child writes or exits,

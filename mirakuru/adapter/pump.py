@@ -5,9 +5,9 @@ file, up to a limit per stream) and is readable in order through a blocking text
 like the pipe it replaces. Blocks are scanned on the way through for banner watchers and
 for a short tail kept for error messages, however much output was left out of the spool.
 
-Before the executor is ready, the thread waiting in ``start()`` drains the pipes itself
-(one wake-up between the child's write and the waiter seeing it); afterwards the
-process-wide reactor thread takes over for the rest of the process's life.
+The process-wide reactor thread drains the pipes from the moment the run is activated
+(before the first readiness check) for the rest of the process's life; a waiter learns of
+new output from the run it waits on.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Callable
-
-from mirakuru.adapter.reactor import reactor
 
 __all__ = ["DEFAULT_LIMIT", "TAIL_LINES", "BannerWatch", "OutputPump", "Spool", "StreamPump"]
 
@@ -357,19 +355,13 @@ class StreamPump:
 
 
 class OutputPump:
-    """The pumps of one process's captured streams; the reactor drains them once ready."""
+    """The pumps of one process's captured streams."""
 
     def __init__(self, streams: dict[str, int], limit: int | None = DEFAULT_LIMIT) -> None:
         self.streams = {name: StreamPump(name, fd, limit) for name, fd in streams.items()}
-        self._handed_over: list[int] = []
-
-    @property
-    def background(self) -> bool:
-        """Whether the reactor owns the draining now."""
-        return bool(self._handed_over)
 
     def sources(self) -> list[StreamPump]:
-        """The pipes still open, for a waiter that drains them itself."""
+        """The pipes not yet at end of file."""
         return [pump for pump in self.streams.values() if not pump.eof]
 
     def tail(self) -> list[str]:
@@ -377,31 +369,21 @@ class OutputPump:
         lines: list[str] = []
         for name in ("stdout", "stderr"):
             pump = self.streams.get(name)
-            if pump is not None and pump.tail:
-                lines.extend(f"[{name}] {line}" for line in pump.tail)
+            # A copy first: the reactor's thread may be appending to the deque right now.
+            recent = list(pump.tail) if pump is not None else []
+            lines.extend(f"[{name}] {line}" for line in recent)
         return lines
 
     def dropped(self) -> dict[str, int]:
         """Bytes left out of each stream's spool because it reached its limit."""
         return {name: pump.dropped for name, pump in self.streams.items() if pump.dropped}
 
-    def start_background(self) -> None:
-        """Hand draining over to the reactor until every pipe is at end of file."""
-        if self._handed_over:
-            return
-        for pump in self.sources():
-            self._handed_over.append(pump.fileno())
-            reactor().add(pump.fileno(), pump.on_readable)
-
     def close(self) -> None:
-        """Take the pipes back from the reactor and drain what is left; spools stay readable."""
-        for fd in self._handed_over:
-            reactor().remove(fd)
+        """Drain what is left once the reactor let go of the pipes; spools stay readable."""
         for pump in self.streams.values():
             if not pump.eof:
                 pump.drain()
                 pump.finish()
-        self._handed_over = []
 
     def release(self) -> None:
         """Free the spools."""

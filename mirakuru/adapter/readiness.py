@@ -12,6 +12,7 @@ from mirakuru.adapter.evaluate import is_external
 from mirakuru.adapter.inotify import DirectoryWatch, watch_directory
 from mirakuru.adapter.notify import NotifySocket
 from mirakuru.adapter.pump import BannerWatch, OutputPump
+from mirakuru.adapter.run import Run
 from mirakuru.core.probes import Banner, Leaf, PidFile, Probe, SdNotify, UnixSocket
 from mirakuru.core.probes import leaves as probe_leaves
 from mirakuru.core.probes import satisfied as probe_satisfied
@@ -76,12 +77,18 @@ class Readiness:
         )
         self.notify: NotifySocket | None = NotifySocket(on_status) if wants_notify else None
         self.watches: list[tuple[str, Banner, BannerWatch]] = []
+        self._run: Run | None = None
 
-    def attach(self, probe: Probe | None, pump: OutputPump | None) -> None:
-        """Watch the captured streams for every banner of ``probe``."""
+    def attach(self, probe: Probe | None, run: Run) -> None:
+        """Watch the run's captured streams for every banner of ``probe``, and have the
+        reactor serve the notify socket for it (before the run is activated)."""
         self.watches = []
-        if probe is None or pump is None:
+        if self.notify is not None:
+            self._run = run
+            run.watch(self.notify)
+        if probe is None:
             return
+        pump = run.pump
         for leaf in probe_leaves(probe):
             if isinstance(leaf, Banner):
                 for stream in sorted(leaf.streams):
@@ -121,5 +128,8 @@ class Readiness:
     def close(self) -> None:
         """Close the notify socket (readiness is decided, or the start failed)."""
         notify, self.notify = self.notify, None
+        run, self._run = self._run, None
         if notify is not None:
+            if run is not None:
+                run.unwatch(notify)  # no reactor handler may touch the socket once closed
             notify.close()

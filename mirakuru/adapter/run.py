@@ -1,9 +1,11 @@
 """One spawn-to-reap of an executor's process and every resource that belongs to it.
 
-A :class:`Run` owns the Popen, its pidfd, the output pump, the sd_notify socket and the
-wake-up used to cut a waiting ``start()`` short; :meth:`Run.close` frees them all (the
-spools stay readable until :meth:`Run.release`). Once the process is ready, the reactor
-watches its exit and calls ``on_exit`` the moment it happens.
+A :class:`Run` owns the Popen, its pidfd, the output pump and whatever else a waiter is
+woken by (the sd_notify socket, directory watches). From :meth:`Run.activate` on, the
+process-wide reactor serves all of these descriptors: it drains the output, records the
+exit the moment it happens and wakes the threads blocked in :meth:`Run.wait_change`.
+:meth:`Run.close` frees every descriptor; the spools stay readable until
+:meth:`Run.release`.
 """
 
 from __future__ import annotations
@@ -12,57 +14,30 @@ import contextlib
 import io
 import os
 import subprocess
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from mirakuru.adapter.notify import NotifySocket
-from mirakuru.adapter.process import ExitWatch, open_pidfd
+from mirakuru.adapter.process import open_pidfd
 from mirakuru.adapter.pump import DEFAULT_LIMIT, OutputPump
 from mirakuru.adapter.reactor import reactor
 from mirakuru.adapter.sources import EventSource
 
-__all__ = ["Run", "WakeUp"]
+__all__ = ["Marks", "Run"]
 
 #: The real class, kept before a test can patch ``subprocess.Popen`` with a stand-in.
 _REAL_POPEN = subprocess.Popen
 
-
-class WakeUp:
-    """A descriptor another thread makes readable to wake a waiter (say, stop() during start)."""
-
-    def __init__(self) -> None:
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
-        self.woken = False
-
-    def fileno(self) -> int:
-        return self._read
-
-    def on_readable(self) -> bool:
-        return False  # stays readable: the check sees why it was woken
-
-    def wake(self) -> None:
-        """Make the waiter return from its poll."""
-        self.woken = True
-        with contextlib.suppress(OSError):
-            os.write(self._write, b"x")
-
-    def close(self) -> None:
-        for fd in (self._read, self._write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+#: (events, hints) counters: a waiter compares them with what it saw last.
+Marks = tuple[int, int]
 
 
 class Run:
     """The resources of one started process, freed together by :meth:`close`."""
 
     def __init__(
-        self,
-        process: subprocess.Popen[Any],
-        notify: NotifySocket | None = None,
-        output_limit: int | None = DEFAULT_LIMIT,
+        self, process: subprocess.Popen[Any], output_limit: int | None = DEFAULT_LIMIT
     ) -> None:
         self.process = process
         #: A stand-in for Popen (a test's mock) is driven only through its own methods.
@@ -74,77 +49,91 @@ class Run:
                 if pipe is not None:
                     streams[name] = pipe.fileno()
         self.pump = OutputPump(streams, output_limit)
-        self.notify = notify
         #: The text readers handed out by ``output()``, kept until :meth:`release`.
         self.readers: dict[str, io.TextIOWrapper] = {}
         self.stopping = False
-        self._wake: WakeUp | None = None
-        self._exit_watched = False
+        self._changed = threading.Condition()
+        self._events = 0  # bumped whenever a descriptor of this run was served
+        self._hints = 0  # bumped when a hint (say, a watched directory) changed
+        self._watched: dict[int, EventSource] = {}
+        self._polled = False
+        self._active = False
         self._closed = False
+        #: The exit code, once the reactor has seen the exit.
+        self.exit_seen: int | None = None
+        self._on_exit: Callable[[int], None] | None = None
 
-    # -- waiting ----------------------------------------------------------------------------
+    # -- handing descriptors to the reactor -------------------------------------------------
 
-    def wake_up(self) -> WakeUp:
-        """The waiter's wake-up, made on first use and closed with the notify socket."""
-        if self._wake is None:
-            self._wake = WakeUp()
-        return self._wake
-
-    def wait_sources(self) -> list[EventSource]:
-        """What should wake a waiter: exit, output (until the reactor drains it), sd_notify."""
-        sources: list[EventSource] = [self.wake_up()]
-        if self.pidfd is not None and self.process.returncode is None:
-            sources.append(ExitWatch(self.pidfd))
-        if not self.pump.background:
-            sources.extend(self.pump.sources())
-        if self.notify is not None:
-            sources.append(self.notify)
-        return sources
-
-    def mark_stopping(self) -> None:
-        """Another thread stops this run: wake the waiting start() so it gives up."""
-        self.stopping = True
-        if self._wake is not None:
-            self._wake.wake()
-
-    # -- after start-up ---------------------------------------------------------------------
-
-    def hand_over(self, on_exit: Callable[[int], None]) -> None:
-        """The process is ready: the reactor drains its output and watches for its exit."""
-        self.close_waiting()
-        if not self.real:
+    def activate(self) -> None:
+        """From now on the reactor drains the output and watches for the exit."""
+        if self._active or self._closed or not self.real:
             return
-        self.pump.start_background()
-        if self._exit_watched or self.process.returncode is not None:
-            return
-        self._exit_watched = True
-
-        def exited() -> bool:
-            code = self.exit_code()
-            if code is None:
-                # Not yet (a fallback poll); a readable pidfd with no code: reaped elsewhere.
-                return self.pidfd is None and self.process.returncode is None
-            on_exit(code)
-            return False
-
+        self._active = True
+        for stream in self.pump.sources():
+            self.watch(stream)
         if self.pidfd is not None:
-            reactor().add(self.pidfd, exited)
+            self._add(self.pidfd, self._pidfd_readable)
         else:
-            reactor().add_poller(self, exited)
+            self._polled = True
+            reactor().add_poller(self, self._poll_exit)
 
-    def hand_over_weakly(self, on_exit: Callable[[int], None]) -> None:
-        """:meth:`hand_over`, holding the bound method's object weakly.
+    def watch(self, source: EventSource, *, hint: bool = False) -> None:
+        """Have the reactor serve ``source`` and wake this run's waiters after each event.
 
-        The reactor must not keep a dropped executor alive: its finalizer kills the tree.
+        A ``hint`` (a directory watch) also tells the waiter that readiness is probably
+        moments away.
         """
-        method = weakref.WeakMethod(on_exit)
+        if self._closed:
+            return
 
-        def exited(code: int) -> None:
-            alive = method()
-            if alive is not None:
-                alive(code)
+        def readable() -> bool:
+            more = source.on_readable()
+            self._bump(hint)
+            return more
 
-        self.hand_over(exited)
+        self._watched[source.fileno()] = source
+        self._add(source.fileno(), readable)
+
+    def unwatch(self, source: EventSource) -> None:
+        """Take ``source`` back from the reactor; once this returns no handler runs for it."""
+        fd = source.fileno()
+        if self._watched.pop(fd, None) is not None:
+            reactor().remove(fd)
+
+    def _add(self, fd: int, handler: Callable[[], bool]) -> None:
+        reactor().add(fd, handler)
+
+    def _bump(self, hint: bool = False) -> None:
+        with self._changed:
+            self._events += 1
+            if hint:
+                self._hints += 1
+            self._changed.notify_all()
+
+    # -- exit -------------------------------------------------------------------------------
+
+    def _pidfd_readable(self) -> bool:
+        code = self.exit_code()
+        # A readable pidfd with no code: someone reaped it (Popen.poll); it exited anyway.
+        self._exited(code if code is not None else self.process.returncode)
+        return False  # a pidfd stays readable after the exit: the reactor is done with it
+
+    def _poll_exit(self) -> bool:
+        code = self.exit_code()
+        if code is None:
+            return self.process.returncode is None
+        self._exited(code)
+        return False
+
+    def _exited(self, code: int | None) -> None:
+        with self._changed:
+            self.exit_seen = code
+            on_exit = self._on_exit
+            self._events += 1
+            self._changed.notify_all()
+        if on_exit is not None and code is not None:
+            on_exit(code)
 
     def exit_code(self) -> int | None:
         """The exit code if the process has exited, read without reaping it.
@@ -160,33 +149,78 @@ class Run:
                 info = os.waitid(os.P_PIDFD, self.pidfd, flags)
             else:
                 info = os.waitid(os.P_PID, self.process.pid, flags)
-        except ChildProcessError:
+        except (ChildProcessError, OSError):
             return None
         if info is None:
             return None
         return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
-    def close_waiting(self) -> None:
-        """Free what only a waiting start() needs: the notify socket and the wake-up."""
-        notify, self.notify = self.notify, None
-        if notify is not None:
-            notify.close()
-        wake, self._wake = self._wake, None
-        if wake is not None:
-            wake.close()
+    # -- waiting ----------------------------------------------------------------------------
+
+    def marks(self) -> Marks:
+        """The counters a waiter starts from."""
+        with self._changed:
+            return self._events, self._hints
+
+    def wait_change(self, seen: Marks, timeout: float | None) -> Marks:
+        """Block until something happened since ``seen``, a stop began, or ``timeout``."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: (self._events, self._hints) != seen or self.stopping, timeout
+            )
+            return self._events, self._hints
+
+    def mark_stopping(self) -> None:
+        """Another thread stops this run: wake the waiting start() so it gives up."""
+        with self._changed:
+            self.stopping = True
+            self._changed.notify_all()
+
+    # -- after start-up ---------------------------------------------------------------------
+
+    def hand_over(self, on_exit: Callable[[int], None]) -> None:
+        """The process is ready: from now on ``on_exit(code)`` is called when it exits."""
+        if not self.real:
+            return
+        self.activate()
+        with self._changed:
+            self._on_exit = on_exit
+            code = self.exit_seen
+        if code is not None:
+            # It exited while start() was finishing: report it from the reactor's thread,
+            # as any later exit would be, not from inside start().
+            def report() -> bool:
+                on_exit(code)
+                return False
+
+            reactor().add_poller(object(), report)
+
+    def hand_over_weakly(self, on_exit: Callable[[int], None]) -> None:
+        """:meth:`hand_over`, holding the bound method's object weakly.
+
+        The reactor must not keep a dropped executor alive: its finalizer kills the tree.
+        """
+        method = weakref.WeakMethod(on_exit)
+
+        def exited(code: int) -> None:
+            alive = method()
+            if alive is not None:
+                alive(code)
+
+        self.hand_over(exited)
 
     def close(self) -> None:
         """Free every descriptor of the run; the spools stay readable."""
         if self._closed:
             return
         self._closed = True
-        if self._exit_watched:
-            if self.pidfd is not None:
-                reactor().remove(self.pidfd)
-            else:
-                reactor().remove_poller(self)
+        for source in list(self._watched.values()):
+            self.unwatch(source)
+        if self._active and self.pidfd is not None:
+            reactor().remove(self.pidfd)
+        if self._polled:
+            reactor().remove_poller(self)
         self.pump.close()
-        self.close_waiting()
         if self.pidfd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.pidfd)
@@ -211,9 +245,9 @@ class Run:
 
     def drain_tail(self) -> list[str]:
         """The output tail after reading what a dead process left in its pipes."""
-        if not self.pump.background:
-            for stream in self.pump.sources():
-                stream.drain()
+        for stream in self.pump.sources():
+            self.unwatch(stream)  # taken back from the reactor: read here, to the end
+            stream.drain()
         return self.pump.tail()
 
     def dropped_note(self) -> str | None:

@@ -1,4 +1,8 @@
-"""The waiter: one loop that wakes on events (exit, output) or on the poll schedule."""
+"""The waiter: one loop that wakes on events (exit, output, a stop) or on the poll schedule.
+
+Executors wait on their :class:`~mirakuru.adapter.run.Run`, whose descriptors the reactor
+serves; standalone waits (``probes.wait_for``) poll their own sources.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import math
 import select
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.sources import EventSource
@@ -13,7 +18,69 @@ from mirakuru.core.budget import Budget
 from mirakuru.core.outcome import Ready, TimedOut
 from mirakuru.core.schedule import PollSchedule, adaptive_cap
 
-__all__ = ["wait_past_deadline", "wait_until"]
+if TYPE_CHECKING:
+    from mirakuru.adapter.run import Run
+
+__all__ = ["PollWakeups", "RunWakeups", "Wakeups", "wait_past_deadline", "wait_until"]
+
+
+class Wakeups(Protocol):
+    """What a waiter blocks on between checks."""
+
+    #: CPU seconds the last :meth:`wait` spent serving sources (not polling's cost).
+    served: float
+
+    def wait(self, timeout: float) -> bool:
+        """Block until an event or ``timeout`` seconds; True if a hint fired."""
+        ...
+
+
+class PollWakeups:
+    """Wakes on readable sources through ``poll()``, serving them on the waiting thread."""
+
+    def __init__(
+        self,
+        sources: Iterable[EventSource],
+        hints: Iterable[EventSource],
+        cost_clock: Callable[[], float] = time.thread_time,
+    ) -> None:
+        hints = tuple(hints)
+        self._poller = select.poll()
+        self._by_fd: dict[int, EventSource] = {}
+        self._hint_fds = {hint.fileno() for hint in hints}
+        for source in (*sources, *hints):
+            self._by_fd[source.fileno()] = source
+            self._poller.register(source.fileno(), select.POLLIN)
+        self._cost_clock = cost_clock
+        self.served = 0.0
+
+    def wait(self, timeout: float) -> bool:
+        events = self._poller.poll(_milliseconds(timeout))
+        began = self._cost_clock()
+        hinted = False
+        for fd, _ in events:
+            found = self._by_fd.get(fd)
+            hinted = hinted or fd in self._hint_fds
+            if found is not None and not found.on_readable():
+                self._poller.unregister(fd)
+                del self._by_fd[fd]
+        self.served = self._cost_clock() - began
+        return hinted
+
+
+class RunWakeups:
+    """Wakes when the reactor served one of the run's descriptors (or a stop began)."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._seen = run.marks()
+        self.served = 0.0  # the reactor serves the sources, on its own thread
+
+    def wait(self, timeout: float) -> bool:
+        marks = self._run.wait_change(self._seen, None if math.isinf(timeout) else timeout)
+        hinted = marks[1] != self._seen[1]
+        self._seen = marks
+        return hinted
 
 
 def wait_until(
@@ -23,29 +90,25 @@ def wait_until(
     *,
     sources: Iterable[EventSource] = (),
     hints: Iterable[EventSource] = (),
+    wakeups: Wakeups | None = None,
     adaptive: bool = True,
     clock: Callable[[], float] = monotonic,
     cost_clock: Callable[[], float] = time.thread_time,
 ) -> Ready | TimedOut:
     """Call ``check`` until it returns True or ``budget`` runs out.
 
-    ``check`` runs at once, then again whenever one of ``sources`` or ``hints`` becomes
-    readable (after the source has consumed what it had) or the schedule's next delay
-    passes, whichever is first, unless the deadline has passed by then. An event from a
-    hint (say, a file appearing in a watched directory) also restarts the schedule at its
+    ``check`` runs at once, then again whenever ``wakeups`` reports an event (by default:
+    one of ``sources`` or ``hints`` became readable and was served) or the schedule's next
+    delay passes, whichever is first, unless the deadline has passed by then. An event from
+    a hint (say, a file appearing in a watched directory) also restarts the schedule at its
     first, shortest delay, since readiness is probably moments away. With ``adaptive``,
-    the schedule's cap follows what one wake-up (the check plus the poll) costs this thread
+    the schedule's cap follows what one wake-up (the check plus the wait) costs this thread
     in CPU time, so an expensive check is polled at most about 2.5% of the time, never less
     often than the schedule's cap (the user's ``sleep``). The check always runs at least
     once, even with an already expired budget.
     """
-    poller = select.poll()
-    by_fd: dict[int, EventSource] = {}
-    hint_fds: set[int] = set()
-    for source in (*sources, *hints):
-        by_fd[source.fileno()] = source
-        poller.register(source.fileno(), select.POLLIN)
-    hint_fds.update(hint.fileno() for hint in hints)
+    if wakeups is None:
+        wakeups = PollWakeups(sources, hints, cost_clock)
     attempt = 0
     wake_cost = math.inf  # CPU seconds of the cheapest wake-up so far
     cycle_began = cost_clock()
@@ -69,26 +132,18 @@ def wait_until(
         delay = min(schedule.wait(attempt, budget.remaining(now)), cap)
         attempt += 1
         cycle_began = cost_clock()
-        events = poller.poll(_milliseconds(delay))
-        # Draining output is the child's cost, not polling's: keep it out of wake_cost.
-        drain_began = cost_clock()
-        for fd, _ in events:
-            found = by_fd.get(fd)
-            if fd in hint_fds:
-                attempt = 0
-            if found is not None and not found.on_readable():
-                poller.unregister(fd)
-                del by_fd[fd]
-        cycle_began += cost_clock() - drain_began
+        if wakeups.wait(delay):
+            attempt = 0
+        # Serving output is the child's cost, not polling's: keep it out of wake_cost.
+        cycle_began += wakeups.served
 
 
 def wait_past_deadline(
     check: Callable[[], bool],
     budget: Callable[[], Budget | None],
     schedule: PollSchedule,
-    sources: Callable[[], Iterable[EventSource]],
+    wakeups: Callable[[], Wakeups],
     *,
-    hints: Iterable[EventSource],
     adaptive: bool,
     on_timeout: Callable[[], None],
     step: float,
@@ -101,9 +156,7 @@ def wait_past_deadline(
     overtime: Budget | None = None
     while True:
         current = overtime or budget() or Budget.unbounded()
-        outcome = wait_until(
-            check, current, schedule, sources=sources(), hints=hints, adaptive=adaptive
-        )
+        outcome = wait_until(check, current, schedule, wakeups=wakeups(), adaptive=adaptive)
         if not isinstance(outcome, TimedOut):
             return
         on_timeout()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pathlib
 import subprocess
 import sys
 import threading
@@ -249,3 +251,86 @@ class TestFallbacks:
         assert notify.statuses == ["warming up"]
         notify.close()
         assert not os.path.exists(os.path.dirname(path))
+
+
+class _BlockedCheck(Executor):
+    """An executor whose readiness check blocks until the test releases it."""
+
+    def __init__(
+        self, command: list[str], released: threading.Event, ready: probes.Probe | None = None
+    ) -> None:
+        super().__init__(command, timeout=BOUND, ready=ready)
+        self.released = released
+        self.checks = 0
+
+    def pre_start_check(self) -> bool:
+        return False
+
+    def after_start_check(self) -> bool:
+        self.checks += 1
+        released = self.released.wait(BOUND)
+        return super().after_start_check() if self.ready is not None else released
+
+
+class TestServedDuringStart:
+    """While start() waits, the reactor serves the run's descriptors, not the waiter."""
+
+    def test_output_drained_while_the_check_blocks(self, tmp_path: pathlib.Path) -> None:
+        """A child printing 4 MiB (more than a pipe holds) finishes while the check is blocked."""
+        done = os.path.join(str(tmp_path), "done")
+        script = (
+            "import sys\n"
+            "sys.stdout.write(('x' * 1023 + '\\n') * 4096)\n"
+            "sys.stdout.flush()\n"
+            f"open({done!r}, 'w').close()\n"
+            "import time\n"
+            "time.sleep(60)\n"
+        )
+        released = threading.Event()
+        executor = _BlockedCheck(python_command(script), released)
+        starter = threading.Thread(target=executor.start)
+        starter.start()
+        try:
+            assert wait_until(lambda: os.path.exists(done), BOUND)
+            assert executor.checks == 1  # nobody but the reactor could have read the pipe
+        finally:
+            released.set()
+            starter.join(BOUND)
+        assert executor.state is State.RUNNING
+        stream = executor.output()
+        assert stream is not None
+        assert len(stream.read(4 << 20)) == 4 << 20
+        executor.stop()
+        assert not marked_processes(executor)
+
+    def test_notify_status_while_the_check_blocks(self) -> None:
+        """sd_notify STATUS= lines reach the history while the waiting thread is busy."""
+        script = (
+            "import os, socket, time\n"
+            "address = os.environ['NOTIFY_SOCKET']\n"
+            "address = '\\0' + address[1:] if address.startswith('@') else address\n"
+            "with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:\n"
+            "    s.sendto(b'STATUS=warming up', address)\n"
+            "    time.sleep(60)\n"
+        )
+        released = threading.Event()
+        executor = _BlockedCheck(python_command(script), released, ready=probes.sd_notify())
+        starter = threading.Thread(target=lambda: _start_quietly(executor))
+        starter.start()
+        try:
+            assert wait_until(
+                lambda: any(c.detail == "STATUS=warming up" for c in executor.history), BOUND
+            )
+            assert executor.checks == 1
+            assert executor.state is State.STARTING
+        finally:
+            released.set()
+            executor.stop()
+            starter.join(BOUND)
+        assert not starter.is_alive()
+        assert not marked_processes(executor)
+
+
+def _start_quietly(executor: Executor) -> None:
+    with contextlib.suppress(ExecutorError):  # the test stops it from outside: start() says so
+        executor.start()
