@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from mirakuru.core import lifecycle as lifecycle_module
 from mirakuru.core.lifecycle import (
     TRANSITIONS,
     IllegalTransition,
@@ -176,3 +179,41 @@ class TestStateChange:
         assert hash(change) == hash(StateChange(Trigger.START, State.IDLE, State.STARTING, 0.0))
         with pytest.raises(AttributeError):
             change.at = 1.0  # type: ignore[misc]
+
+
+class TestSharedMachine:
+    """Every lifecycle is driven by one transitions machine."""
+
+    def test_the_machine_keeps_no_lifecycle(self) -> None:
+        """A lifecycle is not added to the shared machine, so nothing outlives it there."""
+        lifecycles = [Lifecycle() for _ in range(10)]
+        for lifecycle in lifecycles:
+            lifecycle.fire(Trigger.START, 0.0)
+        assert lifecycle_module._MACHINE.models == []
+
+    def test_lifecycles_on_threads_do_not_interfere(self) -> None:
+        """Threads cycling their own lifecycles at once each see exactly their own changes."""
+        cycle = [Trigger.START, Trigger.READY, Trigger.STOP, Trigger.FINISH]
+        rounds = 300
+        barrier = threading.Barrier(8)
+        lifecycles = [Lifecycle() for _ in range(8)]
+        errors: list[BaseException] = []
+
+        def spin(lifecycle: Lifecycle) -> None:
+            try:
+                barrier.wait(timeout=10)
+                for _ in range(rounds):
+                    for trigger in cycle:
+                        lifecycle.fire(trigger, 0.0)
+            except BaseException as error:  # reported by the main thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=spin, args=(lc,)) for lc in lifecycles]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert not errors
+        for lifecycle in lifecycles:
+            assert lifecycle.state is State.STOPPED
+            assert [change.trigger for change in lifecycle.history] == cycle * rounds
