@@ -1,11 +1,14 @@
-"""The drop-in executors: :class:`SimpleExecutor` and :class:`Executor`.
+"""The drop-in executors: :class:`SimpleExecutor` here, :class:`Executor` (from
+:mod:`mirakuru.executor`) re-exported where mirakuru always had it.
 
-This facade translates the documented class API into core values (budgets, schedules,
-lifecycle triggers), drives the adapter (spawn, pump, waiter, tree termination) and turns
-outcomes into the published exceptions. Every extension point the published package had
-(``pre_start_check``, ``after_start_check``, ``check_subprocess``, ``wait_for``,
-``check_timeout``, ``_kill_all_kids``, ``_clear_process``...) is looked up on ``self`` at
-call time, so subclasses written for mirakuru 1.x-3.x keep working.
+The facade translates the documented class API into core values (budgets, schedules,
+lifecycle triggers), drives one :class:`~mirakuru.adapter.run.Run` per start, and turns
+outcomes into the published exceptions. Stopping lives in the :mod:`mirakuru._teardown`
+mixin and the 1.x-3.x private attributes in :mod:`mirakuru._attributes`. Every extension
+point the published package had (``pre_start_check``, ``after_start_check``,
+``check_subprocess``, ``wait_for``, ``check_timeout``, ``_kill_all_kids``,
+``_clear_process``...) is looked up on ``self`` at call time, so subclasses written for
+mirakuru 1.x-3.x keep working.
 """
 
 from __future__ import annotations
@@ -18,60 +21,38 @@ import signal
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from types import TracebackType
 from typing import IO, Any, NoReturn, Self, TextIO
 
+from mirakuru._attributes import PublishedAttributes
 from mirakuru._executor import (
     DEFAULT_SLEEP,
-    budget_at_wall_time,
     check_signal,
     legacy_timeout,
-    merge_popen_kwargs,
-    wall_deadline,
 )
-from mirakuru.adapter import observers, registry, teardown, tree
+from mirakuru._teardown import Teardown
+from mirakuru.adapter import observers, registry
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.evaluate import attempt, within
 from mirakuru.adapter.inotify import DirectoryWatch
 from mirakuru.adapter.process import spawn
-from mirakuru.adapter.pump import DEFAULT_LIMIT, OutputPump
-from mirakuru.adapter.readiness import (
-    Readiness,
-    check_watched_streams,
-    directory_hints,
-    exit_code_within,
-    only_event_driven,
-)
+from mirakuru.adapter.pump import DEFAULT_LIMIT
 from mirakuru.adapter.run import Run
 from mirakuru.adapter.stopping import (
     StartGate,
     kill_leftovers,
-    kill_run,
-    signal_claimed,
-    signal_leader,
-    stop_run,
-    stop_stand_in,
 )
-from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy, signal_name
-from mirakuru.adapter.waiter import PollWakeups, RunWakeups, Wakeups, wait_past_deadline
+from mirakuru.adapter.waiter import idle_wakeups, wait_past_deadline
 from mirakuru.base_env import processes_with_env
 from mirakuru.compat import SIGKILL, check_platform
 from mirakuru.core.budget import Budget, Timeouts
 from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
-from mirakuru.core.probes import PROBE_TYPES, Probe
-from mirakuru.core.report import StopReport
-from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule, event_schedule
+from mirakuru.core.schedule import PollSchedule
 from mirakuru.core.validate import check_positive
 from mirakuru.exceptions import (
-    AlreadyRunning,
-    ExecutorError,
     InvalidCommand,
-    OutputEnded,
-    ProcessExitedWithError,
-    ProcessFinishedWithError,
     TimeoutExpired,
     check_environment,
     spawn_error,
@@ -96,11 +77,7 @@ IGNORED_ERROR_CODES = [errno.ESRCH]
 OUTPUT_END_GRACE = 0.05
 
 
-#: The timed checks of event-driven readiness where exits are not events.
-_FAST = PollSchedule(cap=MAX_AUTO_CAP)
-
-
-class SimpleExecutor:
+class SimpleExecutor(PublishedAttributes, Teardown):
     """Runs a command as a subprocess and stops it, with its whole process tree.
 
     ``start()`` returns as soon as the process is spawned; :class:`Executor` and its
@@ -182,23 +159,7 @@ class SimpleExecutor:
         self._gate = StartGate()
         self._failure: str | None = None
 
-    # -- the published attributes -----------------------------------------------------
-
-    @property
-    def _pump(self) -> OutputPump | None:
-        return self._run.pump if self._run is not None else None
-
-    @property
-    def _pidfd(self) -> int | None:
-        return self._run.pidfd if self._run is not None else None
-
-    @property
-    def _sig_stop(self) -> int:
-        return self._stop_signal
-
-    @property
-    def _sig_kill(self) -> int:
-        return self._kill_signal
+    # -- the documented attributes --------------------------------------------------------
 
     @property
     def stop_timeout(self) -> float | None:
@@ -209,23 +170,6 @@ class SimpleExecutor:
     def envvars(self) -> dict[str, str]:
         """The child's whole environment: ours, the extra variables, and the marker."""
         return compose_environment(os.environ, self._envvars, self._uuid)
-
-    @property
-    def _popen_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments for :class:`subprocess.Popen`; ``env`` is complete."""
-        own: dict[str, Any] = {"stdin": self._stdin, "stdout": self._stdout}
-        own["stderr"] = self._stderr
-        own.update(universal_newlines=True, shell=self._shell, env=self.envvars, cwd=self.cwd)
-        return merge_popen_kwargs(own, self._extra_popen_kwargs)
-
-    @property
-    def _endtime(self) -> float | None:
-        """The start-up deadline as a wall-clock time (``time.time()``), or None."""
-        return wall_deadline(self._budget)
-
-    @_endtime.setter
-    def _endtime(self, value: float | None) -> None:
-        self._budget = budget_at_wall_time(value)
 
     # -- lifecycle: the new, inspectable part ----------------------------------------------
 
@@ -335,12 +279,6 @@ class SimpleExecutor:
             registry.track(self)
         observers.notify_start(self)
 
-    def _wakeups(self) -> Wakeups:
-        """What wakes a waiter: the run's events (exit, output, a stop), else the clock."""
-        if self._run is None or not self._run.real:
-            return PollWakeups((), ())
-        return RunWakeups(self._run)
-
     def _became_ready(self) -> None:
         self._fire(Trigger.READY)
         if self._run is not None and self.process is not None:
@@ -376,32 +314,23 @@ class SimpleExecutor:
             self._set_timeout()
         schedule, adaptive = self._poll_schedule()
         run = self._run
-        hints = self._wait_hints() if run is not None and run.real else []
-        if run is not None:
-            run.activate()
-            for hint in hints:
-                run.watch(hint, hint=True)
 
         def timed_out() -> None:
             # check_timeout may be overridden: 1.x style raises, 3.x style returns False.
             if not self.check_timeout():
                 self._time_out()
 
-        try:
+        hints = self._wait_hints() if run is not None and run.real else []
+        with nullcontext(idle_wakeups) if run is None else run.serving(hints) as wakeups:
             wait_past_deadline(
                 wait_for,
                 lambda: self._budget,
                 schedule,
-                self._wakeups,
+                wakeups,
                 adaptive=adaptive,
                 on_timeout=timed_out,
                 step=self._sleep,
             )
-        finally:
-            for hint in hints:
-                if run is not None:
-                    run.unwatch(hint)
-                hint.close()
         return self
 
     def _wait_hints(self) -> list[DirectoryWatch]:
@@ -428,168 +357,6 @@ class SimpleExecutor:
         error = TimeoutExpired(self, timeout=self._timeout)
         error.output_tail = tail
         raise error
-
-    # -- stopping ---------------------------------------------------------------------------
-
-    #: What the last ``stop()`` or ``kill()`` did (signalled, escalated, how long), or None.
-    last_stop: StopReport | None = None
-
-    def stop(
-        self,
-        stop_signal: int | None = None,
-        expected_returncode: int | None = None,
-        *,
-        sig: int | None = None,
-        exp_sig: int | None = None,
-    ) -> Self:
-        """Stop the process tree: the stop signal, a grace period, then the kill signal.
-
-        The stop signal goes to the process group, to every descendant and to every
-        process carrying this executor's marker; survivors of the grace period
-        (``stop_timeout``) get the kill signal, and the history says so. Raises
-        :class:`ProcessFinishedWithError` (after cleaning up) when the process ended with
-        a code other than ``expected_returncode`` (default: ``-stop_signal``, what a
-        process killed by that signal reports). A process that had to be killed after
-        the grace period is not an error.
-        """
-        if sig is not None:
-            stop_signal = sig
-        if exp_sig is not None:
-            if isinstance(exp_sig, bool) or not isinstance(exp_sig, int):
-                raise TypeError(f"exp_sig must be an int, got {exp_sig!r}")
-            expected_returncode = -exp_sig
-        with self._lock:
-            if self._interrupt_start():
-                return self
-            process = self.process
-            if process is None:
-                return self
-            chosen = check_signal(
-                "stop_signal", self._stop_signal if stop_signal is None else stop_signal
-            )
-            if expected_returncode is None:
-                expected_returncode = self._expected_returncode
-            if expected_returncode is None:
-                expected_returncode = -chosen
-            self._fire(Trigger.STOP, f"stop with {signal_name(chosen)}")
-            if self._run is not None and not self._run.real:
-                self._stop_stand_in(chosen)
-                return self
-            try:
-                report = self._terminate(chosen, self._timeouts.grace)
-            except BaseException as interruption:
-                # Interrupted (Ctrl-C): the tree already got the kill signal; reap it later.
-                teardown.reap_later(process)
-                self._clear_process()
-                self._fire(Trigger.FAIL, f"stop interrupted by {type(interruption).__name__}")
-                raise
-            exit_code = process.returncode
-            self._clear_process()
-            if report.escalated or report.leftovers:
-                LOG.warning("stopping %s: %s", self, report.note(signal_name))
-            if report.escalated:
-                self._fire(Trigger.FINISH, report.note(signal_name))
-                return self
-            if exit_code is not None and exit_code not in (0, expected_returncode):
-                self._fire(Trigger.FAIL, f"exit code {exit_code}")
-                error = ProcessFinishedWithError(self, exit_code)
-                error.output_tail = self.output_tail()
-                raise error
-            self._fire(Trigger.FINISH, f"exit code {exit_code}")
-        return self
-
-    def kill(self, wait: bool = True, sig: int | None = None) -> Self:
-        """Send the kill signal to the whole tree; with ``wait``, reap it (bounded).
-
-        ``wait=False`` never blocks: it signals and leaves the reaping to a background
-        thread, even while another thread holds the executor (say, waiting in ``start()``).
-        """
-        chosen = check_signal("sig", self._kill_signal if sig is None else sig)
-        if not self._lock.acquire(blocking=wait):
-            self._kill_unlocked(chosen)
-            return self
-        try:
-            if wait and self._interrupt_start():
-                return self
-            if self._gate.other_thread_starting():
-                self._kill_unlocked(chosen)  # the waiting start() sees the exit and cleans up
-                return self
-            process = self.process
-            if process is None:
-                return self
-            starting = self.state is State.STARTING
-            if not starting:
-                self._fire(Trigger.STOP, f"kill with {signal_name(chosen)}")
-            if self._run is not None and not self._run.real:
-                self._stop_stand_in(chosen)
-                return self
-            self.last_stop = kill_run(
-                process, self._pidfd, chosen, self._signal_marked, self._claim, wait
-            )
-            self._clear_process()
-            if starting:
-                self._fire(Trigger.FAIL, self._failure or f"killed with {signal_name(chosen)}")
-            else:
-                self._fire(Trigger.FINISH, f"killed with {signal_name(chosen)}")
-        finally:
-            self._lock.release()
-        return self
-
-    def _interrupt_start(self) -> bool:
-        """stop()/kill() from another thread while start() waits: cut it short, wait for it.
-
-        Returns False when no other thread is starting this executor.
-        """
-        run = self._run
-        if not self._gate.other_thread_starting() or run is None:
-            return False
-        self._gate.interrupt(run, self._lock, lambda: self._kill_unlocked(self._kill_signal))
-        return True
-
-    def _stop_stand_in(self, sig: int) -> None:
-        """A Popen stand-in (a test's mock) is driven only through its own methods."""
-        process = self.process
-        assert process is not None
-        try:
-            stop_stand_in(process, sig, self._timeouts.grace)
-        finally:
-            self._clear_process()
-            self._fire(Trigger.FINISH, f"stand-in stopped with {signal_name(sig)}")
-
-    def _kill_unlocked(self, sig: int) -> None:
-        """Signal the tree while another thread owns the lifecycle; it will clean up."""
-        signal_leader(self.process, sig)
-        self._kill_all_kids(sig)
-
-    def _terminate(self, sig: int, grace: float | None) -> StopReport:
-        """Stop signal, wait, escalate, reap: what happened, also kept as ``last_stop``."""
-        process = self.process
-        assert process is not None
-        policy = KillPolicy(sig, self._kill_signal, grace, KILL_WAIT)
-        self.last_stop = stop_run(process, self._pidfd, policy, self._signal_marked, self._claim)
-        return self.last_stop
-
-    def _kill_all_kids(self, sig: int) -> set[int]:
-        """Signal every process carrying exactly this executor's marker; the PIDs signalled."""
-        return self._signal_marked_except(sig, lambda pid: False)
-
-    def _signal_marked(self, sig: int, already: Callable[[int], bool]) -> set[int]:
-        """Signal the marked processes not ``already`` signalled; every marked PID found."""
-        if type(self)._kill_all_kids is not SimpleExecutor._kill_all_kids:
-            return self._kill_all_kids(sig)  # a subclass took over the published hook
-        return self._signal_marked_except(sig, already, found=True)
-
-    def _signal_marked_except(
-        self, sig: int, already: Callable[[int], bool], *, found: bool = False
-    ) -> set[int]:
-        # A module global, so it is looked up at call time: tests patch it on this module.
-        pids = processes_with_env(ENV_UUID, self._uuid)
-        signalled = signal_claimed(self._claim(pid for pid in pids if not already(pid)), sig)
-        return pids if found else signalled
-
-    def _claim(self, pids: Iterable[int]) -> list[tree.Member]:
-        """Pin the PIDs that really carry our marker (a recycled PID never does)."""
-        return tree.claim_marked(pids, ENV_UUID, self._uuid)
 
     def _clear_process(self) -> None:
         """Forget the process: stop draining, close descriptors, disarm the deadline."""
@@ -654,281 +421,6 @@ class SimpleExecutor:
         )
 
 
-class Executor(SimpleExecutor):
-    """An executor that waits until its process is ready before ``start()`` returns.
-
-    What "ready" means is either a probe passed as ``ready=`` (see :mod:`mirakuru.probes`:
-    a banner, a TCP port, an HTTP status, a file, a unix socket, sd_notify, or a
-    combination), or whatever a subclass's :meth:`after_start_check` says. When something
-    already answers :meth:`pre_start_check` before we start, ``start()`` raises
-    :class:`AlreadyRunning`.
-    """
-
-    def __init__(
-        self,
-        command: CommandLike,
-        cwd: str | None = None,
-        shell: bool = False,
-        timeout: float | None = 3600,
-        sleep: float = DEFAULT_SLEEP,
-        stop_signal: int = signal.SIGTERM,
-        kill_signal: int = SIGKILL,
-        expected_returncode: int | None = None,
-        envvars: Mapping[str, str] | None = None,
-        stdin: int | IO[Any] | None = subprocess.PIPE,
-        stdout: int | IO[Any] | None = subprocess.PIPE,
-        stderr: int | IO[Any] | None = None,
-        popen_kwargs: Mapping[str, Any] | None = None,
-        *,
-        ready: Probe | None = None,
-        stop_timeout: float | None = None,
-        sig_stop: int | None = None,
-        sig_kill: int | None = None,
-        exp_sig: int | None = None,
-    ) -> None:
-        """Describe the process and what "ready" means; see :class:`SimpleExecutor`.
-
-        :param ready: a probe from :mod:`mirakuru.probes`; ``start()`` returns once it
-            holds. Subclasses that override :meth:`after_start_check` leave it out.
-        """
-        # The published signature is spelled out again (not *args/**kwargs) so that strict
-        # type checkers still check every argument of Executor(...) in user code.
-        if ready is not None and not isinstance(ready, PROBE_TYPES):
-            raise TypeError(
-                f"ready must be a probe from mirakuru.probes, got {ready!r} "
-                f"({type(ready).__name__})"
-            )
-        self._ready: Probe | None = ready
-        self._wiring = Readiness(None, self._note_status)
-        super().__init__(
-            command,
-            cwd,
-            shell,
-            timeout,
-            sleep,
-            stop_signal,
-            kill_signal,
-            expected_returncode,
-            envvars,
-            stdin,
-            stdout,
-            stderr,
-            popen_kwargs,
-            stop_timeout=stop_timeout,
-            sig_stop=sig_stop,
-            sig_kill=sig_kill,
-            exp_sig=exp_sig,
-        )
-        if ready is not None:
-            check_watched_streams(ready, {"stdout": self._stdout, "stderr": self._stderr})
-
-    @property
-    def ready(self) -> Probe | None:
-        """The probe that decides readiness, if one was given."""
-        return self._readiness_probe()
-
-    def _readiness_probe(self) -> Probe | None:
-        """The readiness probe, built when it is needed (subclasses derive it from their
-        published attributes, such as ``host`` and ``port``, at call time)."""
-        return self._ready
-
-    @property
-    def envvars(self) -> dict[str, str]:
-        """The child's whole environment; with sd_notify, also ``NOTIFY_SOCKET``."""
-        environment = super().envvars
-        if self._wiring.notify is not None:
-            environment["NOTIFY_SOCKET"] = self._wiring.notify.address
-        return environment
-
-    # -- readiness --------------------------------------------------------------------------
-
-    def pre_start_check(self) -> bool:
-        """True if the service already answers before we start it (then we refuse).
-
-        With a ``ready`` probe, the parts that do not need our process (ports, URLs,
-        files, sockets) are tried once; output and sd_notify count as not ready.
-        """
-        probe = self._occupied_probe()
-        if probe is None:
-            if type(self).after_start_check is Executor.after_start_check:
-                raise NotImplementedError(
-                    f"{type(self).__name__} has no readiness check: pass ready=<probe> "
-                    "or override pre_start_check() and after_start_check()"
-                )
-            return False
-        budget = Budget.starting_at(monotonic(), self._timeout)
-        return attempt(probe, within(budget))
-
-    def _occupied_probe(self) -> Probe | None:
-        """The probe whose success before start means "already running"."""
-        return self._readiness_probe()
-
-    def after_start_check(self) -> bool:
-        """True once the started process is ready: the ``ready`` probe, or a subclass's rule."""
-        probe = self._readiness_probe()
-        if probe is None:
-            raise NotImplementedError(
-                f"{type(self).__name__} has no readiness check: pass ready=<probe> "
-                "or override after_start_check()"
-            )
-        budget = self._budget or Budget.unbounded()
-        if attempt(probe, within(budget), self._wiring.seen):
-            return True
-        if self._wiring.output_ended(probe, self._pump):
-            self._fail_output_ended()
-        return False
-
-    def _fail_output_ended(self) -> None:
-        exit_code = exit_code_within(self.process, OUTPUT_END_GRACE)
-        tail = self.output_tail()
-        self._failure = f"output ended without the banner (exit code {exit_code})"
-        self.kill()
-        error = OutputEnded(self, self._timeout, exit_code)
-        error.output_tail = tail
-        raise error
-
-    # -- wiring the probe into the process ----------------------------------------------------
-
-    def _spawn(self) -> None:
-        probe = self._readiness_probe()
-        self._wiring.close()
-        self._wiring = Readiness(probe, self._note_status)
-        try:
-            super()._spawn()
-        except BaseException:
-            self._wiring.close()
-            raise
-        if self._run is not None:
-            self._wiring.attach(probe, self._run)
-
-    def _note_status(self, status: str) -> None:
-        try:
-            self._lifecycle.note(f"STATUS={status}", monotonic())
-        except Exception:
-            LOG.exception("a state listener of %s failed", self)
-
-    def _poll_schedule(self) -> tuple[PollSchedule, bool]:
-        # Output and sd_notify readiness can only change when the child writes or exits,
-        # and both wake the waiter at once: timed checks are a mere safety net then.
-        probe = self._readiness_probe()
-        event_driven = (
-            probe is not None
-            and type(self).after_start_check is Executor.after_start_check
-            and only_event_driven(probe)
-        )
-        if event_driven and self._adaptive:
-            # Without a pidfd an exit wakes nobody (unless the output ends): keep polling fast.
-            return (event_schedule() if self._pidfd is not None else _FAST), False
-        return super()._poll_schedule()
-
-    def _wait_hints(self) -> list[DirectoryWatch]:
-        # Pid files and unix sockets appear in a directory: watch it rather than poll fast.
-        return directory_hints(self._readiness_probe())
-
-    def _became_ready(self) -> None:
-        if self._run is not None:
-            self._wiring.read_after_banners(self._pump, self._run.readers)
-        self._wiring.close()
-        super()._became_ready()
-
-    # -- starting ---------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        """Spawn the process and wait until it is ready; raise if it cannot become so.
-
-        The lock is not held while waiting: ``stop()`` or ``kill()`` from another thread
-        cuts the wait short, and ``start()`` then raises :class:`ExecutorError`.
-        """
-        with self._lock:
-            if self._gate.other_thread_starting():
-                return self._await_other_start()
-            if self.process is not None:
-                self._became_ready()
-                return self
-            if self._readiness_probe() is None and (
-                type(self).after_start_check is Executor.after_start_check
-            ):
-                self.after_start_check()  # raises NotImplementedError before spawning
-            if self.pre_start_check():
-                raise AlreadyRunning(self)
-            self._spawn()
-            self._set_timeout()
-            run = self._run
-            self._gate.enter()
-        try:
-            try:
-                self.wait_for(self._check_unless_stopped)
-                if run is not None and run.stopping:
-                    raise self._stopped_error()
-            except BaseException as error:
-                with self._lock:
-                    stopped = run is not None and run.stopping
-                    replacement = self._stopped_error() if stopped else None
-                    self._abort_start(replacement or error)
-                if replacement is not None:
-                    raise replacement from None
-                raise
-            with self._lock:
-                self._became_ready()
-        finally:
-            self._gate.leave()
-        return self
-
-    def _check_unless_stopped(self) -> bool:
-        run = self._run
-        if run is None or run.stopping:
-            raise self._stopped_error()
-        return self.check_subprocess()
-
-    def _stopped_error(self) -> ExecutorError:
-        self._failure = "stopped from another thread during start()"
-        error = ExecutorError(self, "stopped during start()")
-        error.output_tail = self.output_tail()
-        return error
-
-    def _await_other_start(self) -> Self:
-        """Another thread is starting this executor: wait for it, bounded by the budget."""
-        budget = self._budget
-        remaining = budget.remaining(monotonic()) if budget is not None else None
-        self._gate.wait_for_other(self._lock, remaining)
-        if not self.running():
-            raise ExecutorError(self, "the concurrent start() failed")
-        return self
-
-    def _abort_start(self, error: BaseException) -> None:
-        """Leave nothing running after a failed start, and record why."""
-        self._wiring.close()
-        if self.process is not None:
-            self._failure = self._failure or f"start interrupted by {type(error).__name__}"
-            try:
-                self.kill()
-            except Exception:
-                LOG.exception("cleaning up after a failed start of %s", self)
-        self._fire(Trigger.FAIL, self._failure or type(error).__name__)
-
-    def check_subprocess(self) -> bool:
-        """Fail at once if the process died with an error; else ask after_start_check.
-
-        Exit code 0 is tolerated: launchers that daemonize exit 0 while the service lives.
-        """
-        process = self.process
-        if process is None:
-            raise ProcessExitedWithError(self, -1)
-        exit_code = process.poll()
-        if exit_code is not None and exit_code != 0:
-            tail = self._drain_tail()
-            self._failure = f"exited with code {exit_code}"
-            self.kill()
-            error = ProcessExitedWithError(self, exit_code)
-            error.output_tail = tail
-            raise error
-        return self.after_start_check()
-
-    def _drain_tail(self) -> list[str]:
-        """The output tail after reading what the dead process left in its pipes."""
-        return self._run.drain_tail() if self._run is not None else []
-
-
 def cleanup_subprocesses() -> None:
     """Kill every process tree started by an executor of this Python process.
 
@@ -940,3 +432,7 @@ def cleanup_subprocesses() -> None:
 
 
 registry.install(cleanup_subprocesses)
+
+# At the end: mirakuru.executor builds on SimpleExecutor, and mirakuru.base has always
+# been where Executor is imported from.
+from mirakuru.executor import Executor  # noqa: E402

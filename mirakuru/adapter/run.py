@@ -16,13 +16,15 @@ import os
 import subprocess
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from mirakuru.adapter.inotify import DirectoryWatch
 from mirakuru.adapter.process import open_pidfd
 from mirakuru.adapter.pump import DEFAULT_LIMIT, OutputPump
 from mirakuru.adapter.reactor import reactor
 from mirakuru.adapter.sources import EventSource
+from mirakuru.adapter.waiter import RunWakeups, Wakeups, idle_wakeups
 
 __all__ = ["Marks", "Run"]
 
@@ -169,6 +171,20 @@ class Run:
                 lambda: (self._events, self._hints) != seen or self.stopping, timeout
             )
             return self._events, self._hints
+
+    @contextlib.contextmanager
+    def serving(self, hints: Sequence[DirectoryWatch]) -> Iterator[Callable[[], Wakeups]]:
+        """For one wait: the run active and its ``hints`` served by the reactor; yields what
+        makes the waiter's wake-ups. The hints are closed afterwards."""
+        self.activate()
+        for hint in hints:
+            self.watch(hint, hint=True)
+        try:
+            yield (lambda: RunWakeups(self)) if self.real else idle_wakeups
+        finally:
+            for hint in hints:
+                self.unwatch(hint)
+                hint.close()
 
     def mark_stopping(self) -> None:
         """Another thread stops this run: wake the waiting start() so it gives up."""

@@ -21,7 +21,14 @@ from mirakuru.core.schedule import PollSchedule, adaptive_cap
 if TYPE_CHECKING:
     from mirakuru.adapter.run import Run
 
-__all__ = ["PollWakeups", "RunWakeups", "Wakeups", "wait_past_deadline", "wait_until"]
+__all__ = [
+    "PollWakeups",
+    "RunWakeups",
+    "Wakeups",
+    "idle_wakeups",
+    "wait_past_deadline",
+    "wait_until",
+]
 
 
 class Wakeups(Protocol):
@@ -81,6 +88,11 @@ class RunWakeups:
         hinted = marks[1] != self._seen[1]
         self._seen = marks
         return hinted
+
+
+def idle_wakeups() -> Wakeups:
+    """Wake-ups from the clock alone (nothing to watch: no process, or a stand-in)."""
+    return PollWakeups((), ())
 
 
 def wait_until(

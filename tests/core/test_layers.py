@@ -21,6 +21,9 @@ FACADE = {
     "mirakuru.unixsocket",
     "mirakuru.exceptions",
     "mirakuru._executor",
+    "mirakuru._attributes",
+    "mirakuru._teardown",
+    "mirakuru.executor",
     "mirakuru.pytest_plugin",
 }
 

@@ -1,0 +1,70 @@
+"""The private attributes mirakuru 1.x-3.x executors had, which subclasses still read.
+
+A mixin of :class:`~mirakuru.base.SimpleExecutor`: each attribute is computed from the
+executor's run and settings, so nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mirakuru._executor import budget_at_wall_time, merge_popen_kwargs, wall_deadline
+
+if TYPE_CHECKING:
+    from mirakuru.adapter.pump import OutputPump
+    from mirakuru.adapter.run import Run
+    from mirakuru.core.budget import Budget
+
+__all__ = ["PublishedAttributes"]
+
+
+class PublishedAttributes:
+    """``_pump``, ``_pidfd``, ``_sig_stop``, ``_sig_kill``, ``_popen_kwargs``, ``_endtime``."""
+
+    if TYPE_CHECKING:  # what the mixin uses of SimpleExecutor
+        _run: Run | None
+        _budget: Budget | None
+        _stop_signal: int
+        _kill_signal: int
+        _stdin: Any
+        _stdout: Any
+        _stderr: Any
+        _shell: bool
+        _extra_popen_kwargs: dict[str, Any]
+        cwd: str | None
+
+        @property
+        def envvars(self) -> dict[str, str]: ...
+
+    @property
+    def _pump(self) -> OutputPump | None:
+        return self._run.pump if self._run is not None else None
+
+    @property
+    def _pidfd(self) -> int | None:
+        return self._run.pidfd if self._run is not None else None
+
+    @property
+    def _sig_stop(self) -> int:
+        return self._stop_signal
+
+    @property
+    def _sig_kill(self) -> int:
+        return self._kill_signal
+
+    @property
+    def _popen_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments for :class:`subprocess.Popen`; ``env`` is complete."""
+        own: dict[str, Any] = {"stdin": self._stdin, "stdout": self._stdout}
+        own["stderr"] = self._stderr
+        own.update(universal_newlines=True, shell=self._shell, env=self.envvars, cwd=self.cwd)
+        return merge_popen_kwargs(own, self._extra_popen_kwargs)
+
+    @property
+    def _endtime(self) -> float | None:
+        """The start-up deadline as a wall-clock time (``time.time()``), or None."""
+        return wall_deadline(self._budget)
+
+    @_endtime.setter
+    def _endtime(self, value: float | None) -> None:
+        self._budget = budget_at_wall_time(value)

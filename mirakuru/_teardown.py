@@ -1,0 +1,229 @@
+"""Stopping an executor: the published ``stop()`` and ``kill()`` and their hooks.
+
+A mixin of :class:`~mirakuru.base.SimpleExecutor`, kept apart because stopping is its
+own concern: choosing the signals, cutting a concurrent ``start()`` short, terminating
+the whole tree through the adapter, and translating what happened (a
+:class:`~mirakuru.core.report.StopReport` and an exit code) into lifecycle triggers and
+the published :class:`~mirakuru.exceptions.ProcessFinishedWithError`. The hooks that
+mirakuru 1.x-3.x subclasses override (``_kill_all_kids``, ``_clear_process``...) are
+still looked up on ``self``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Self, cast
+
+from mirakuru._executor import check_signal
+from mirakuru.adapter import teardown, tree
+from mirakuru.adapter.stopping import (
+    kill_run,
+    signal_claimed,
+    signal_leader,
+    stop_run,
+    stop_stand_in,
+)
+from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy, signal_name
+from mirakuru.core.command import ENV_MARKER
+from mirakuru.core.lifecycle import State, Trigger
+from mirakuru.core.report import StopReport
+from mirakuru.exceptions import ProcessFinishedWithError
+
+if TYPE_CHECKING:
+    import subprocess
+    import threading
+
+    from mirakuru.adapter.run import Run
+    from mirakuru.adapter.stopping import StartGate
+    from mirakuru.base import SimpleExecutor
+    from mirakuru.core.budget import Timeouts
+
+__all__ = ["Teardown"]
+
+LOG = logging.getLogger("mirakuru.base")
+
+
+class Teardown:
+    """``stop()``, ``kill()`` and the teardown hooks of :class:`~mirakuru.base.SimpleExecutor`."""
+
+    if TYPE_CHECKING:  # what the mixin uses of SimpleExecutor
+        process: subprocess.Popen[str] | None
+        _run: Run | None
+        _lock: threading.RLock
+        _gate: StartGate
+        _stop_signal: int
+        _kill_signal: int
+        _expected_returncode: int | None
+        _timeouts: Timeouts
+        _failure: str | None
+        _uuid: str
+
+        @property
+        def _pidfd(self) -> int | None: ...
+        @property
+        def state(self) -> State: ...
+        def _fire(self, trigger: Trigger, detail: str | None = None) -> None: ...
+        def _clear_process(self) -> None: ...
+        def output_tail(self) -> list[str]: ...
+
+    #: What the last ``stop()`` or ``kill()`` did (signalled, escalated, how long), or None.
+    last_stop: StopReport | None = None
+
+    def stop(
+        self,
+        stop_signal: int | None = None,
+        expected_returncode: int | None = None,
+        *,
+        sig: int | None = None,
+        exp_sig: int | None = None,
+    ) -> Self:
+        """Stop the process tree: the stop signal, a grace period, then the kill signal.
+
+        The stop signal goes to the process group, to every descendant and to every
+        process carrying this executor's marker; survivors of the grace period
+        (``stop_timeout``) get the kill signal, and the history says so. Raises
+        :class:`ProcessFinishedWithError` (after cleaning up) when the process ended with
+        a code other than ``expected_returncode`` (default: ``-stop_signal``, what a
+        process killed by that signal reports). A process that had to be killed after
+        the grace period is not an error.
+        """
+        if sig is not None:
+            stop_signal = sig
+        if exp_sig is not None:
+            if isinstance(exp_sig, bool) or not isinstance(exp_sig, int):
+                raise TypeError(f"exp_sig must be an int, got {exp_sig!r}")
+            expected_returncode = -exp_sig
+        with self._lock:
+            if self._interrupt_start():
+                return self
+            process = self.process
+            if process is None:
+                return self
+            chosen = check_signal(
+                "stop_signal", self._stop_signal if stop_signal is None else stop_signal
+            )
+            if expected_returncode is None:
+                expected_returncode = self._expected_returncode
+            if expected_returncode is None:
+                expected_returncode = -chosen
+            self._fire(Trigger.STOP, f"stop with {signal_name(chosen)}")
+            if self._run is not None and not self._run.real:
+                self._stop_stand_in(chosen)
+                return self
+            try:
+                report = self._terminate(chosen, self._timeouts.grace)
+            except BaseException as interruption:
+                # Interrupted (Ctrl-C): the tree already got the kill signal; reap it later.
+                teardown.reap_later(process)
+                self._clear_process()
+                self._fire(Trigger.FAIL, f"stop interrupted by {type(interruption).__name__}")
+                raise
+            exit_code = process.returncode
+            self._clear_process()
+            if report.escalated or report.leftovers:
+                LOG.warning("stopping %s: %s", self, report.note(signal_name))
+            if report.escalated:
+                self._fire(Trigger.FINISH, report.note(signal_name))
+                return self
+            if exit_code is not None and exit_code not in (0, expected_returncode):
+                self._fire(Trigger.FAIL, f"exit code {exit_code}")
+                error = ProcessFinishedWithError(cast("SimpleExecutor", self), exit_code)
+                error.output_tail = self.output_tail()
+                raise error
+            self._fire(Trigger.FINISH, f"exit code {exit_code}")
+        return self
+
+    def kill(self, wait: bool = True, sig: int | None = None) -> Self:
+        """Send the kill signal to the whole tree; with ``wait``, reap it (bounded).
+
+        ``wait=False`` never blocks: it signals and leaves the reaping to a background
+        thread, even while another thread holds the executor (say, waiting in ``start()``).
+        """
+        chosen = check_signal("sig", self._kill_signal if sig is None else sig)
+        if not self._lock.acquire(blocking=wait):
+            self._kill_unlocked(chosen)
+            return self
+        try:
+            if wait and self._interrupt_start():
+                return self
+            if self._gate.other_thread_starting():
+                self._kill_unlocked(chosen)  # the waiting start() sees the exit and cleans up
+                return self
+            process = self.process
+            if process is None:
+                return self
+            starting = self.state is State.STARTING
+            if not starting:
+                self._fire(Trigger.STOP, f"kill with {signal_name(chosen)}")
+            if self._run is not None and not self._run.real:
+                self._stop_stand_in(chosen)
+                return self
+            self.last_stop = kill_run(
+                process, self._pidfd, chosen, self._signal_marked, self._claim, wait
+            )
+            self._clear_process()
+            if starting:
+                self._fire(Trigger.FAIL, self._failure or f"killed with {signal_name(chosen)}")
+            else:
+                self._fire(Trigger.FINISH, f"killed with {signal_name(chosen)}")
+        finally:
+            self._lock.release()
+        return self
+
+    def _interrupt_start(self) -> bool:
+        """stop()/kill() from another thread while start() waits: cut it short, wait for it.
+
+        Returns False when no other thread is starting this executor.
+        """
+        run = self._run
+        if not self._gate.other_thread_starting() or run is None:
+            return False
+        self._gate.interrupt(run, self._lock, lambda: self._kill_unlocked(self._kill_signal))
+        return True
+
+    def _stop_stand_in(self, sig: int) -> None:
+        """A Popen stand-in (a test's mock) is driven only through its own methods."""
+        process = self.process
+        assert process is not None
+        try:
+            stop_stand_in(process, sig, self._timeouts.grace)
+        finally:
+            self._clear_process()
+            self._fire(Trigger.FINISH, f"stand-in stopped with {signal_name(sig)}")
+
+    def _kill_unlocked(self, sig: int) -> None:
+        """Signal the tree while another thread owns the lifecycle; it will clean up."""
+        signal_leader(self.process, sig)
+        self._kill_all_kids(sig)
+
+    def _terminate(self, sig: int, grace: float | None) -> StopReport:
+        """Stop signal, wait, escalate, reap: what happened, also kept as ``last_stop``."""
+        process = self.process
+        assert process is not None
+        policy = KillPolicy(sig, self._kill_signal, grace, KILL_WAIT)
+        self.last_stop = stop_run(process, self._pidfd, policy, self._signal_marked, self._claim)
+        return self.last_stop
+
+    def _kill_all_kids(self, sig: int) -> set[int]:
+        """Signal every process carrying exactly this executor's marker; the PIDs signalled."""
+        return self._signal_marked_except(sig, lambda pid: False)
+
+    def _signal_marked(self, sig: int, already: Callable[[int], bool]) -> set[int]:
+        """Signal the marked processes not ``already`` signalled; every marked PID found."""
+        if type(self)._kill_all_kids is not Teardown._kill_all_kids:
+            return self._kill_all_kids(sig)  # a subclass took over the published hook
+        return self._signal_marked_except(sig, already, found=True)
+
+    def _signal_marked_except(
+        self, sig: int, already: Callable[[int], bool], *, found: bool = False
+    ) -> set[int]:
+        # Looked up on mirakuru.base at call time: tests patch it there.
+        pids = sys.modules["mirakuru.base"].processes_with_env(ENV_MARKER, self._uuid)
+        signalled = signal_claimed(self._claim(pid for pid in pids if not already(pid)), sig)
+        return pids if found else signalled
+
+    def _claim(self, pids: Iterable[int]) -> list[tree.Member]:
+        """Pin the PIDs that really carry our marker (a recycled PID never does)."""
+        return tree.claim_marked(pids, ENV_MARKER, self._uuid)

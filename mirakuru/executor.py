@@ -1,0 +1,326 @@
+"""The readiness facade: :class:`Executor`, which waits until its process is ready.
+
+It translates a ``ready=`` probe (or a subclass's :meth:`Executor.after_start_check`) into
+a wait on the run, and each way the wait can end into the published exception. It is
+published as ``mirakuru.base.Executor``, where mirakuru has always exported it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+from collections.abc import Mapping
+from typing import IO, Any, Self
+
+from mirakuru._executor import (
+    DEFAULT_SLEEP,
+)
+from mirakuru.adapter.clock import monotonic
+from mirakuru.adapter.evaluate import attempt, within
+from mirakuru.adapter.inotify import DirectoryWatch
+from mirakuru.adapter.readiness import (
+    Readiness,
+    check_watched_streams,
+    directory_hints,
+    exit_code_within,
+    only_event_driven,
+)
+from mirakuru.base import OUTPUT_END_GRACE, SimpleExecutor
+from mirakuru.compat import SIGKILL
+from mirakuru.core.budget import Budget
+from mirakuru.core.command import CommandLike
+from mirakuru.core.lifecycle import Trigger
+from mirakuru.core.probes import PROBE_TYPES, Probe
+from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule, event_schedule
+from mirakuru.exceptions import (
+    AlreadyRunning,
+    ExecutorError,
+    OutputEnded,
+    ProcessExitedWithError,
+)
+
+__all__ = ["Executor"]
+
+LOG = logging.getLogger(__name__)
+
+#: The timed checks of event-driven readiness where exits are not events.
+_FAST = PollSchedule(cap=MAX_AUTO_CAP)
+
+
+class Executor(SimpleExecutor):
+    """An executor that waits until its process is ready before ``start()`` returns.
+
+    What "ready" means is either a probe passed as ``ready=`` (see :mod:`mirakuru.probes`:
+    a banner, a TCP port, an HTTP status, a file, a unix socket, sd_notify, or a
+    combination), or whatever a subclass's :meth:`after_start_check` says. When something
+    already answers :meth:`pre_start_check` before we start, ``start()`` raises
+    :class:`AlreadyRunning`.
+    """
+
+    def __init__(
+        self,
+        command: CommandLike,
+        cwd: str | None = None,
+        shell: bool = False,
+        timeout: float | None = 3600,
+        sleep: float = DEFAULT_SLEEP,
+        stop_signal: int = signal.SIGTERM,
+        kill_signal: int = SIGKILL,
+        expected_returncode: int | None = None,
+        envvars: Mapping[str, str] | None = None,
+        stdin: int | IO[Any] | None = subprocess.PIPE,
+        stdout: int | IO[Any] | None = subprocess.PIPE,
+        stderr: int | IO[Any] | None = None,
+        popen_kwargs: Mapping[str, Any] | None = None,
+        *,
+        ready: Probe | None = None,
+        stop_timeout: float | None = None,
+        sig_stop: int | None = None,
+        sig_kill: int | None = None,
+        exp_sig: int | None = None,
+    ) -> None:
+        """Describe the process and what "ready" means; see :class:`SimpleExecutor`.
+
+        :param ready: a probe from :mod:`mirakuru.probes`; ``start()`` returns once it
+            holds. Subclasses that override :meth:`after_start_check` leave it out.
+        """
+        # The published signature is spelled out again (not *args/**kwargs) so that strict
+        # type checkers still check every argument of Executor(...) in user code.
+        if ready is not None and not isinstance(ready, PROBE_TYPES):
+            raise TypeError(
+                f"ready must be a probe from mirakuru.probes, got {ready!r} "
+                f"({type(ready).__name__})"
+            )
+        self._ready: Probe | None = ready
+        self._wiring = Readiness(None, self._note_status)
+        super().__init__(
+            command,
+            cwd,
+            shell,
+            timeout,
+            sleep,
+            stop_signal,
+            kill_signal,
+            expected_returncode,
+            envvars,
+            stdin,
+            stdout,
+            stderr,
+            popen_kwargs,
+            stop_timeout=stop_timeout,
+            sig_stop=sig_stop,
+            sig_kill=sig_kill,
+            exp_sig=exp_sig,
+        )
+        if ready is not None:
+            check_watched_streams(ready, {"stdout": self._stdout, "stderr": self._stderr})
+
+    @property
+    def ready(self) -> Probe | None:
+        """The probe that decides readiness, if one was given."""
+        return self._readiness_probe()
+
+    def _readiness_probe(self) -> Probe | None:
+        """The readiness probe, built when it is needed (subclasses derive it from their
+        published attributes, such as ``host`` and ``port``, at call time)."""
+        return self._ready
+
+    @property
+    def envvars(self) -> dict[str, str]:
+        """The child's whole environment; with sd_notify, also ``NOTIFY_SOCKET``."""
+        environment = super().envvars
+        if self._wiring.notify is not None:
+            environment["NOTIFY_SOCKET"] = self._wiring.notify.address
+        return environment
+
+    # -- readiness --------------------------------------------------------------------------
+
+    def pre_start_check(self) -> bool:
+        """True if the service already answers before we start it (then we refuse).
+
+        With a ``ready`` probe, the parts that do not need our process (ports, URLs,
+        files, sockets) are tried once; output and sd_notify count as not ready.
+        """
+        probe = self._occupied_probe()
+        if probe is None:
+            if type(self).after_start_check is Executor.after_start_check:
+                raise NotImplementedError(
+                    f"{type(self).__name__} has no readiness check: pass ready=<probe> "
+                    "or override pre_start_check() and after_start_check()"
+                )
+            return False
+        budget = Budget.starting_at(monotonic(), self._timeout)
+        return attempt(probe, within(budget))
+
+    def _occupied_probe(self) -> Probe | None:
+        """The probe whose success before start means "already running"."""
+        return self._readiness_probe()
+
+    def after_start_check(self) -> bool:
+        """True once the started process is ready: the ``ready`` probe, or a subclass's rule."""
+        probe = self._readiness_probe()
+        if probe is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no readiness check: pass ready=<probe> "
+                "or override after_start_check()"
+            )
+        budget = self._budget or Budget.unbounded()
+        if attempt(probe, within(budget), self._wiring.seen):
+            return True
+        if self._wiring.output_ended(probe, self._pump):
+            self._fail_output_ended()
+        return False
+
+    def _fail_output_ended(self) -> None:
+        exit_code = exit_code_within(self.process, OUTPUT_END_GRACE)
+        tail = self.output_tail()
+        self._failure = f"output ended without the banner (exit code {exit_code})"
+        self.kill()
+        error = OutputEnded(self, self._timeout, exit_code)
+        error.output_tail = tail
+        raise error
+
+    # -- wiring the probe into the process ----------------------------------------------------
+
+    def _spawn(self) -> None:
+        probe = self._readiness_probe()
+        self._wiring.close()
+        self._wiring = Readiness(probe, self._note_status)
+        try:
+            super()._spawn()
+        except BaseException:
+            self._wiring.close()
+            raise
+        if self._run is not None:
+            self._wiring.attach(probe, self._run)
+
+    def _note_status(self, status: str) -> None:
+        try:
+            self._lifecycle.note(f"STATUS={status}", monotonic())
+        except Exception:
+            LOG.exception("a state listener of %s failed", self)
+
+    def _poll_schedule(self) -> tuple[PollSchedule, bool]:
+        # Output and sd_notify readiness can only change when the child writes or exits,
+        # and both wake the waiter at once: timed checks are a mere safety net then.
+        probe = self._readiness_probe()
+        event_driven = (
+            probe is not None
+            and type(self).after_start_check is Executor.after_start_check
+            and only_event_driven(probe)
+        )
+        if event_driven and self._adaptive:
+            # Without a pidfd an exit wakes nobody (unless the output ends): keep polling fast.
+            return (event_schedule() if self._pidfd is not None else _FAST), False
+        return super()._poll_schedule()
+
+    def _wait_hints(self) -> list[DirectoryWatch]:
+        # Pid files and unix sockets appear in a directory: watch it rather than poll fast.
+        return directory_hints(self._readiness_probe())
+
+    def _became_ready(self) -> None:
+        if self._run is not None:
+            self._wiring.read_after_banners(self._pump, self._run.readers)
+        self._wiring.close()
+        super()._became_ready()
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Spawn the process and wait until it is ready; raise if it cannot become so.
+
+        The lock is not held while waiting: ``stop()`` or ``kill()`` from another thread
+        cuts the wait short, and ``start()`` then raises :class:`ExecutorError`.
+        """
+        with self._lock:
+            if self._gate.other_thread_starting():
+                return self._await_other_start()
+            if self.process is not None:
+                self._became_ready()
+                return self
+            if self._readiness_probe() is None and (
+                type(self).after_start_check is Executor.after_start_check
+            ):
+                self.after_start_check()  # raises NotImplementedError before spawning
+            if self.pre_start_check():
+                raise AlreadyRunning(self)
+            self._spawn()
+            self._set_timeout()
+            run = self._run
+            self._gate.enter()
+        try:
+            try:
+                self.wait_for(self._check_unless_stopped)
+                if run is not None and run.stopping:
+                    raise self._stopped_error()
+            except BaseException as error:
+                with self._lock:
+                    stopped = run is not None and run.stopping
+                    replacement = self._stopped_error() if stopped else None
+                    self._abort_start(replacement or error)
+                if replacement is not None:
+                    raise replacement from None
+                raise
+            with self._lock:
+                self._became_ready()
+        finally:
+            self._gate.leave()
+        return self
+
+    def _check_unless_stopped(self) -> bool:
+        run = self._run
+        if run is None or run.stopping:
+            raise self._stopped_error()
+        return self.check_subprocess()
+
+    def _stopped_error(self) -> ExecutorError:
+        self._failure = "stopped from another thread during start()"
+        error = ExecutorError(self, "stopped during start()")
+        error.output_tail = self.output_tail()
+        return error
+
+    def _await_other_start(self) -> Self:
+        """Another thread is starting this executor: wait for it, bounded by the budget."""
+        budget = self._budget
+        remaining = budget.remaining(monotonic()) if budget is not None else None
+        self._gate.wait_for_other(self._lock, remaining)
+        if not self.running():
+            raise ExecutorError(self, "the concurrent start() failed")
+        return self
+
+    def _abort_start(self, error: BaseException) -> None:
+        """Leave nothing running after a failed start, and record why."""
+        self._wiring.close()
+        if self.process is not None:
+            self._failure = self._failure or f"start interrupted by {type(error).__name__}"
+            try:
+                self.kill()
+            except Exception:
+                LOG.exception("cleaning up after a failed start of %s", self)
+        self._fire(Trigger.FAIL, self._failure or type(error).__name__)
+
+    def check_subprocess(self) -> bool:
+        """Fail at once if the process died with an error; else ask after_start_check.
+
+        Exit code 0 is tolerated: launchers that daemonize exit 0 while the service lives.
+        """
+        process = self.process
+        if process is None:
+            raise ProcessExitedWithError(self, -1)
+        exit_code = process.poll()
+        if exit_code is not None and exit_code != 0:
+            tail = self._drain_tail()
+            self._failure = f"exited with code {exit_code}"
+            self.kill()
+            error = ProcessExitedWithError(self, exit_code)
+            error.output_tail = tail
+            raise error
+        return self.after_start_check()
+
+    def _drain_tail(self) -> list[str]:
+        """The output tail after reading what the dead process left in its pipes."""
+        return self._run.drain_tail() if self._run is not None else []
+
+
+Executor.__module__ = "mirakuru.base"  # its published home, in messages, reprs and docs
