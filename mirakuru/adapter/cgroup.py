@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mirakuru.adapter.process import forks_so_far
+
 __all__ = ["ENV_SWITCH", "Cgroup", "available", "base", "create"]
 
 #: Set to ``0`` (or ``false``, ``no``, ``off``) to give services no cgroup of their own.
@@ -122,6 +124,12 @@ def _remove_stale(parent: str) -> None:
             os.rmdir(os.path.join(parent, name))  # fails unless empty: never touches a process
 
 
+def _leaf(path: str) -> bool:
+    """Whether the cgroup has no cgroups below it (whose members ``cgroup.procs`` omits)."""
+    text = _read(os.path.join(path, "cgroup.stat"))
+    return text is not None and "nr_descendants 0\n" in text
+
+
 def available() -> bool:
     """Whether services can be given a cgroup of their own here."""
     return base() is not None
@@ -136,17 +144,42 @@ _HANDOFF_WAIT = 0.1
 class Cgroup:
     """A cgroup we created for one service: membership of it is proof of ownership."""
 
-    __slots__ = ("_settled", "path")
+    __slots__ = ("_sealed", "_settled", "path")
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._settled: threading.Event | None = None
+        self._sealed = False
 
-    def adopt(self, pid: int) -> bool:
+    def adopt(self, pid: int, forks_before: int | None = None) -> bool:
         """Move ``pid`` (our own unreaped child) into this cgroup."""
-        return _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n")
+        moved = _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n")
+        self._seal(moved, forks_before)
+        return moved
 
-    def adopt_soon(self, pid: int, guard: Any, reaped: Callable[[], bool]) -> None:
+    def _seal(self, moved: bool, forks_before: int | None) -> None:
+        # A fork still in progress holds off the move until it is done, so the counter read
+        # after the move includes every task born outside: one (the leader) means none was.
+        if not moved or forks_before is None:
+            self._sealed = False
+            return
+        self._sealed = forks_so_far() == forks_before + 1
+
+    def sealed(self) -> bool:
+        """Whether the whole tree is in here: the leader moved before any task was created.
+
+        Then everything the service forks is born a member, and ``cgroup.procs`` lists the
+        whole tree (unless a privileged process moved itself out: see :mod:`teardown`).
+        False while the move is pending, and wherever it landed late.
+        """
+        settled = self._settled
+        if settled is not None and not settled.is_set():
+            return False
+        return self._sealed and _leaf(self.path)
+
+    def adopt_soon(
+        self, pid: int, guard: Any, reaped: Callable[[], bool], forks_before: int | None = None
+    ) -> None:
         """Move ``pid`` into this cgroup on the cgroup thread, holding ``guard`` (Popen's lock).
 
         The kernel makes a move wait for an RCU grace period (~10 ms, more under load)
@@ -158,9 +191,9 @@ class Cgroup:
         settled = self._settled = threading.Event()
         writing = threading.Event()
         try:
-            _submit(lambda: self._adopt_guarded(pid, guard, reaped, writing, settled))
+            _submit(lambda: self._adopt_guarded(pid, guard, reaped, writing, settled, forks_before))
         except RuntimeError:  # no new thread at interpreter shutdown: move it here
-            self._adopt_guarded(pid, guard, reaped, writing, settled)
+            self._adopt_guarded(pid, guard, reaped, writing, settled, forks_before)
         writing.wait(_HANDOFF_WAIT)
 
     def _adopt_guarded(
@@ -170,6 +203,7 @@ class Cgroup:
         reaped: Callable[[], bool],
         writing: threading.Event,
         settled: threading.Event,
+        forks_before: int | None = None,
     ) -> None:
         try:
             deadline = time.monotonic() + _GUARD_WAIT
@@ -178,7 +212,8 @@ class Cgroup:
                     return
             try:
                 if not reaped():
-                    _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n", writing)
+                    moved = _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n", writing)
+                    self._seal(moved, forks_before)
             finally:
                 guard.release()
         finally:

@@ -21,6 +21,7 @@ import psutil
 
 from mirakuru.adapter import cgroup
 from mirakuru.adapter.capabilities import capabilities
+from mirakuru.adapter.process import forks_before
 
 __all__ = ["Identity", "forget", "of", "pin", "start_time", "stat_fields"]
 
@@ -93,10 +94,11 @@ def pin(process: subprocess.Popen[Any], token: str) -> Identity | None:
     group = cgroup.create(token) if capabilities().cgroup else None
     if group is not None:
         guard = getattr(process, "_waitpid_lock", None)
+        before = forks_before(process)
         if isinstance(guard, _LOCK_TYPE):
             # Off start()'s path (see Cgroup.adopt_soon); Popen sets returncode once reaped.
-            group.adopt_soon(pid, guard, lambda: process.returncode is not None)
-        elif not group.adopt(pid):
+            group.adopt_soon(pid, guard, lambda: process.returncode is not None, before)
+        elif not group.adopt(pid, before):
             group.remove()
             group = None
     identity = Identity(pid, start_time(pid), pgid, sid, group)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ExitWatch", "open_pidfd", "send_signal", "spawn"]
+from mirakuru.adapter.capabilities import capabilities
+
+__all__ = ["ExitWatch", "forks_before", "forks_so_far", "open_pidfd", "send_signal", "spawn"]
+
+_forks_before: weakref.WeakKeyDictionary[subprocess.Popen[Any], int] = weakref.WeakKeyDictionary()
 
 
 def spawn(argv: list[str] | str, popen_kwargs: Mapping[str, Any]) -> subprocess.Popen[str]:
@@ -20,7 +25,43 @@ def spawn(argv: list[str] | str, popen_kwargs: Mapping[str, Any]) -> subprocess.
     kwargs = dict(popen_kwargs)
     if "preexec_fn" not in kwargs and "process_group" not in kwargs:
         kwargs.setdefault("start_new_session", True)
-    return subprocess.Popen(argv, **kwargs)
+    # Counted before the child exists, so that the cgroup move can tell whether the child
+    # (or anyone) created a task before the move landed: see cgroup.Cgroup.sealed().
+    before = forks_so_far() if capabilities().cgroup else None
+    process = subprocess.Popen(argv, **kwargs)
+    if before is not None:
+        _forks_before[process] = before
+    return process
+
+
+def forks_so_far() -> int | None:
+    """How many tasks the kernel has created since boot (``processes`` in ``/proc/stat``)."""
+    try:
+        fd = os.open("/proc/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 1 << 16)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    start = data.find(b"\nprocesses ")
+    if start < 0:
+        return None
+    end = data.find(b"\n", start + 1)
+    try:
+        return int(data[start + 11 : end if end > 0 else None])
+    except ValueError:
+        return None
+
+
+def forks_before(process: subprocess.Popen[Any]) -> int | None:
+    """:func:`forks_so_far` as it was just before ``process`` was spawned, if recorded."""
+    try:
+        return _forks_before.get(process)
+    except TypeError:
+        return None
 
 
 def open_pidfd(pid: int) -> int | None:

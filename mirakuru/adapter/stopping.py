@@ -46,7 +46,36 @@ def stop_run(
 ) -> StopReport:
     """Stop signal, grace period, escalation and reaping for the run's whole tree."""
     leader = teardown.Leader(process, pidfd)
-    return teardown.terminate(leader, policy, signal_marked, claim)
+    return teardown.terminate(
+        leader, policy, signal_marked, claim, marker_hook=_user_marker_hook(signal_marked)
+    )
+
+
+def _user_marker_hook(signal_marked: SignalMarked) -> bool:
+    """Whether ``signal_marked`` may run a user's ``_kill_all_kids`` (then it always runs).
+
+    The published ``stop()`` always called ``_kill_all_kids``; a subclass that overrides it
+    must still be called, even where a sealed cgroup makes our own marker walk needless.
+    The hook is the stock one when the class that defines the executor's ``_kill_all_kids``
+    also defines the ``_signal_marked`` we were given (a user's subclass defines only the
+    former); anything else counts as a user's hook.
+    """
+    owner = getattr(signal_marked, "__self__", None)
+    function = getattr(signal_marked, "__func__", None)
+    if owner is None or function is None:
+        return True
+    hook_home = _defined_in(type(owner), "_kill_all_kids")
+    walk_home = _defined_in(type(owner), function.__name__)
+    return (
+        hook_home is None
+        or hook_home is not walk_home
+        or vars(walk_home).get(function.__name__) is not function
+    )
+
+
+def _defined_in(cls: type, name: str) -> type | None:
+    """The first class in ``cls``'s MRO that defines ``name`` itself."""
+    return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
 
 
 def kill_run(

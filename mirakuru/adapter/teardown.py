@@ -12,6 +12,15 @@ the grace period.
 Stragglers: once the leader has exited, the processes it left behind get at most
 :data:`STRAGGLER_GRACE` more seconds (never more than the grace period) before the kill
 signal. A leader that ignores the stop signal still gets the full grace period.
+
+Sealed cgroups: when the leader was moved into its own cgroup before the kernel created
+any other task (:meth:`~mirakuru.adapter.cgroup.Cgroup.sealed`), everything it forks is
+born a member, so ``cgroup.procs`` is the whole tree and the two ``/proc`` walks (the
+descendant snapshot and the marker scan) are skipped on the stop signal. They still run
+where there is no cgroup, where the move landed late or is still pending, where a user's
+subclass overrides ``_kill_all_kids`` (it is always called), and on escalation. What a
+sealed stop does not see: a privileged process that moved itself out of the cgroup gets
+the stop signal only through the process group, and is not waited for.
 """
 
 from __future__ import annotations
@@ -144,13 +153,23 @@ class Leader:
             return None
 
 
-def _family(leader: Leader) -> list[Member]:
-    """The leader's descendants and its cgroup's members, pinned (without the leader)."""
+def _family(leader: Leader, *, walk: bool = True) -> list[Member]:
+    """The leader's descendants and its cgroup's members, pinned (without the leader).
+
+    With ``walk=False`` (a sealed cgroup: see :func:`_contained`) only the cgroup's members.
+    """
     found: list[Member] = []
-    if leader.running():
+    if walk and leader.running():
         with contextlib.suppress(Exception):
             found = tree.snapshot(leader.pid)
     return found + _cgroup_members(leader, {leader.pid, *(member.pid for member in found)})
+
+
+def _contained(leader: Leader) -> bool:
+    """Whether the leader's cgroup holds its whole tree, so no ``/proc`` walk is needed."""
+    pinned = identity.of(leader.process)
+    group = pinned.group if pinned is not None else None
+    return group is not None and leader.running() and group.sealed()
 
 
 def _cgroup_members(leader: Leader, known: set[int]) -> list[Member]:
@@ -187,14 +206,19 @@ def _deliver(
     leader: Leader,
     family: list[Member],
     sig: int,
-    signal_marked: SignalMarked,
+    signal_marked: SignalMarked | None,
     claim: Callable[[Iterable[int]], list[Member]],
 ) -> tuple[int, list[Member]]:
-    """Send ``sig`` once to each process of the tree; how many, and the marked escapees."""
+    """Send ``sig`` once to each process of the tree; how many, and the marked escapees.
+
+    ``signal_marked=None`` skips the marker walk (a sealed cgroup holds the whole tree).
+    """
     alive = leader.running()
     reached = leader.reached(leader.signal(sig))
     loners = [member for member in family if not reached(member.pid)]
     count = int(alive) + len(family) - len(loners) + len(tree.signal_all(loners, sig))
+    if signal_marked is None:
+        return count, []
     known = {leader.pid, *(member.pid for member in family)}
     marked = signal_marked(sig, lambda pid: pid in known or reached(pid))
     escapees = claim(marked - known)
@@ -222,24 +246,31 @@ def terminate(
     signal_marked: SignalMarked,
     claim: Callable[[Iterable[int]], list[Member]],
     clock: Callable[[], float] = monotonic,
+    *,
+    marker_hook: bool = True,
 ) -> StopReport:
     """Stop the tree politely, escalate after the grace period, reap; never unbounded.
 
     ``signal_marked`` signals the processes carrying our marker and returns their PIDs;
     ``claim`` pins PIDs that carry the marker. If anything interrupts the wait (Ctrl-C),
     the whole tree gets the kill signal before the interruption propagates.
+    ``marker_hook=False`` says ``signal_marked`` is our own marker walk, not a user's
+    override, so a sealed cgroup may stand in for it (see the module docstring).
     """
     began = clock()
     sig = policy.stop_signal
-    family = _family(leader)
+    contained = not marker_hook and _contained(leader)
+    family = _family(leader, walk=not contained)
     members = list(family)
     try:
-        count, escapees = _deliver(leader, family, sig, signal_marked, claim)
+        count, escapees = _deliver(leader, family, sig, None if contained else signal_marked, claim)
         members.extend(escapees)
         survivors = _wait_with_stragglers(leader, members, policy.grace_seconds, clock)
         leftovers: list[Member] = []
         if survivors:
-            leftovers = _escalate(leader, survivors, policy, signal_marked, claim, clock)
+            leftovers = _escalate(
+                leader, survivors, policy, signal_marked, claim, clock, walk=contained
+            )
         exit_code = leader.reap(policy.kill_wait)
     except BaseException:
         _kill_now(leader, members, policy.kill_signal, signal_marked)
@@ -283,14 +314,22 @@ def _escalate(
     signal_marked: SignalMarked,
     claim: Callable[[Iterable[int]], list[Member]],
     clock: Callable[[], float],
+    *,
+    walk: bool = False,
 ) -> list[Member]:
-    """The kill signal for every survivor and every marked process; who still lives."""
+    """The kill signal for every survivor and every marked process; who still lives.
+
+    ``walk``: the stop signal skipped the descendant walk (sealed cgroup); do it now.
+    """
     sig = policy.kill_signal
+    pinned = {leader.pid, *(member.pid for member in survivors)}
+    # Before the leader dies and its children are re-parented out of reach.
+    late = _late_descendants(leader, pinned) if walk else []
     leader.signal(sig)
     tree.signal_all(survivors, sig)
     # Processes forked during the grace period are found in the cgroup and by the marker.
-    pinned = {leader.pid, *(member.pid for member in survivors)}
-    late = _cgroup_members(leader, pinned)
+    pinned.update(member.pid for member in late)
+    late += _cgroup_members(leader, pinned)
     tree.signal_all(late, sig)
     pinned.update(member.pid for member in late)
     late += claim(signal_marked(sig, pinned.__contains__) - pinned)
@@ -299,6 +338,21 @@ def _escalate(
     finally:
         for member in late:
             member.close()
+
+
+def _late_descendants(leader: Leader, known: set[int]) -> list[Member]:
+    """The leader's descendants not in ``known``, pinned (none once it is reaped)."""
+    found: list[Member] = []
+    if leader.running():
+        with contextlib.suppress(Exception):
+            found = tree.snapshot(leader.pid)
+    late = []
+    for member in found:
+        if member.pid in known:
+            member.close()
+        else:
+            late.append(member)
+    return late
 
 
 def _kill_now(leader: Leader, members: list[Member], sig: int, signal_marked: SignalMarked) -> None:

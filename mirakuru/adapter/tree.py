@@ -44,6 +44,10 @@ def _proc_fs() -> bool:
     return _HAS_PROC_ENVIRON and capabilities().proc_fs
 
 
+#: One read's worth: a ``stat`` line and most environment blocks fit in a single read.
+_CHUNK = 1 << 16
+
+
 def _read(path: str) -> bytes | None:
     """A whole ``/proc`` file, or None; ``os`` calls only, as ``open`` may be gone at exit."""
     try:
@@ -51,8 +55,13 @@ def _read(path: str) -> bytes | None:
     except OSError:
         return None
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
+        first = os.read(fd, _CHUNK)
+        if len(first) < _CHUNK:
+            # These files answer a read with all they have up to its size: a short read is
+            # the end, and the second read that would confirm it is one syscall per process.
+            return first
+        chunks = [first]
+        while chunk := os.read(fd, _CHUNK):
             chunks.append(chunk)
         return b"".join(chunks)
     except OSError:
@@ -266,7 +275,7 @@ def snapshot(pid: int) -> list[Member]:
         if fd is None:
             continue
         # The pidfd is pinned; the start time proves it names the process we listed.
-        if _stat(child) is not None and _stat(child) == table[child]:
+        if _stat(child) == table[child]:
             found.append(Member(child, fd, None))
         else:
             os.close(fd)
@@ -278,7 +287,8 @@ def _stat(pid: int | str) -> tuple[int, int] | None:
     data = _read(f"{_PROC}/{pid}/stat")
     if data is None:
         return None
-    fields = data[data.rfind(b")") + 2 :].split()
+    # Split only as far as the start time (field 22); the command name may hold spaces.
+    fields = data[data.rfind(b")") + 2 :].split(b" ", 20)
     try:
         return int(fields[1]), int(fields[19])
     except (IndexError, ValueError):

@@ -17,7 +17,9 @@ __all__ = [
     "double_forking_daemon",
     "driver",
     "exits_143_on_term",
+    "forks_on_go",
     "group_outlives_leader",
+    "leaves_cgroup_on_go",
     "stubborn_tree",
 ]
 
@@ -103,6 +105,60 @@ def exits_143_on_term() -> list[str]:
         "print('ready', os.getpid(), flush=True)\n"
         "while True:\n"
         "    signal.pause()\n"
+    )
+
+
+_COLLECT = (
+    "pids = []\n"
+    "while len(pids) < expected:\n"
+    "    pids += os.read(r, 4096).split()\n"
+    "print('ready', os.getpid(), *(int(pid) for pid in pids), flush=True)\n"
+    "signal.pause()\n"
+)
+
+
+def forks_on_go(
+    fifo: str, children: int = 10, daemons: int = 5, *, stubborn: bool = False
+) -> list[str]:
+    """Forks nothing until a line arrives on ``fifo``; then a tree and wiped-out daemons.
+
+    ``children`` children with two grandchildren each (ignoring SIGTERM if ``stubborn``),
+    and ``daemons`` double-forked, ``setsid()``-ed processes that exec ``sleep`` with an
+    empty environment (no marker, not in the tree, not in the group: only a cgroup finds
+    them). Prints every PID.
+    """
+    return _python(
+        f"open({fifo!r}).read()\n"
+        "r, w = os.pipe()\n"
+        f"expected = {children * 3 + daemons}\n"
+        f"for _ in range({children}):\n"
+        "    if os.fork() == 0:\n"
+        + ("        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if stubborn else "")
+        + "        for _ in range(2):\n"
+        "            if os.fork() == 0:\n"
+        "                os.write(w, b'%d ' % os.getpid()); signal.pause()\n"
+        "        os.write(w, b'%d ' % os.getpid()); signal.pause()\n"
+        f"for _ in range({daemons}):\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid()\n"
+        "        if os.fork() == 0:\n"
+        "            os.write(w, b'%d ' % os.getpid())\n"
+        "            os.execve('/bin/sleep', ['sleep', '60'], {})\n"
+        "        os._exit(0)\n"
+        "    os.wait()\n" + _COLLECT
+    )
+
+
+def leaves_cgroup_on_go(fifo: str, procs: str) -> list[str]:
+    """On a line from ``fifo``, forks a child that writes itself into ``procs`` (leaving its
+    cgroup, as only a privileged process can); prints the child's PID."""
+    return _python(
+        f"open({fifo!r}).read()\n"
+        "r, w = os.pipe()\n"
+        "expected = 1\n"
+        "if os.fork() == 0:\n"
+        f"    with open({procs!r}, 'w') as f: f.write(str(os.getpid()))\n"
+        "    os.write(w, b'%d ' % os.getpid()); signal.pause()\n" + _COLLECT
     )
 
 
