@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mirakuru._executor import budget_at_wall_time, merge_popen_kwargs, wall_deadline
+from mirakuru._executor import (
+    PopenSettings,
+    budget_at_wall_time,
+    merge_popen_kwargs,
+    wall_deadline,
+)
 
 if TYPE_CHECKING:
     from mirakuru.adapter.pump import OutputPump
@@ -19,18 +24,15 @@ __all__ = ["PublishedAttributes"]
 
 
 class PublishedAttributes:
-    """``_pump``, ``_pidfd``, ``_sig_stop``, ``_sig_kill``, ``_popen_kwargs``, ``_endtime``."""
+    """``_pump``, ``_pidfd``, ``_sig_stop``, ``_sig_kill``, ``_popen_kwargs``, ``_endtime``,
+    ``_shell``, ``_stdin``, ``_stdout``, ``_stderr``."""
 
     if TYPE_CHECKING:  # what the mixin uses of SimpleExecutor
         _run: Run | None
         _budget: Budget | None
         _stop_signal: int
         _kill_signal: int
-        _stdin: Any
-        _stdout: Any
-        _stderr: Any
-        _shell: bool
-        _extra_popen_kwargs: dict[str, Any]
+        _popen_settings: PopenSettings
         cwd: str | None
 
         @property
@@ -55,10 +57,27 @@ class PublishedAttributes:
     @property
     def _popen_kwargs(self) -> dict[str, Any]:
         """The keyword arguments for :class:`subprocess.Popen`; ``env`` is complete."""
-        own: dict[str, Any] = {"stdin": self._stdin, "stdout": self._stdout}
-        own["stderr"] = self._stderr
-        own.update(universal_newlines=True, shell=self._shell, env=self.envvars, cwd=self.cwd)
-        return merge_popen_kwargs(own, self._extra_popen_kwargs)
+        given = self._popen_settings
+        own: dict[str, Any] = {"stdin": given.stdin, "stdout": given.stdout}
+        own["stderr"] = given.stderr
+        own.update(universal_newlines=True, shell=given.shell, env=self.envvars, cwd=self.cwd)
+        return merge_popen_kwargs(own, given.extra)
+
+    @property
+    def _shell(self) -> bool:
+        return self._popen_settings.shell
+
+    @property
+    def _stdin(self) -> Any:
+        return self._popen_settings.stdin
+
+    @property
+    def _stdout(self) -> Any:
+        return self._popen_settings.stdout
+
+    @property
+    def _stderr(self) -> Any:
+        return self._popen_settings.stderr
 
     @property
     def _endtime(self) -> float | None:

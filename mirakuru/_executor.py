@@ -8,12 +8,15 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from mirakuru.adapter.clock import monotonic
 from mirakuru.core.budget import Budget
 from mirakuru.core.schedule import MAX_AUTO_CAP
 
 __all__ = [
     "DEFAULT_SLEEP",
+    "PopenSettings",
     "budget_at_wall_time",
     "check_signal",
     "legacy_timeout",
@@ -75,3 +78,15 @@ def wall_deadline(budget: Budget | None) -> float | None:
 def budget_at_wall_time(value: float | None) -> Budget | None:
     """The budget ending at wall-clock time ``value`` (None: no budget)."""
     return None if value is None else Budget(monotonic() + (value - time.time()))
+
+
+@attrs.frozen
+class PopenSettings:
+    """The published Popen-related arguments, kept as one value (an executor with more
+    than 30 attributes loses CPython's shared-key dict, about 1.3 KB each)."""
+
+    shell: bool
+    stdin: Any
+    stdout: Any
+    stderr: Any
+    extra: Mapping[str, Any]

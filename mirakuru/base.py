@@ -29,6 +29,7 @@ from typing import IO, Any, NoReturn, Self, TextIO
 from mirakuru._attributes import PublishedAttributes
 from mirakuru._executor import (
     DEFAULT_SLEEP,
+    PopenSettings,
     check_signal,
     legacy_timeout,
 )
@@ -127,7 +128,6 @@ class SimpleExecutor(PublishedAttributes, Teardown):
         self.command: str = parsed.display
         self.command_parts: Any = parsed.parts
         self.cwd = cwd
-        self._shell = shell
         self._timeouts = Timeouts(start=timeout, stop=stop_timeout)
         self._timeout = timeout
         check_positive("sleep", sleep)
@@ -143,10 +143,7 @@ class SimpleExecutor(PublishedAttributes, Teardown):
             expected_returncode = -check_signal("exp_sig", exp_sig)
         self._expected_returncode = expected_returncode
         self._envvars: dict[str, str] = dict(envvars or {})
-        self._stdin = stdin
-        self._stdout = stdout
-        self._stderr = stderr
-        self._extra_popen_kwargs: dict[str, Any] = dict(popen_kwargs or {})
+        self._popen_settings = PopenSettings(shell, stdin, stdout, stderr, dict(popen_kwargs or {}))
         self._uuid = f"{os.getpid()}:{uuid.uuid4()}"
         self.process: subprocess.Popen[str] | None = None
         self._budget: Budget | None = None

@@ -221,7 +221,7 @@ class Executor(SimpleExecutor):
 
     def _became_ready(self) -> None:
         if self._run is not None:
-            self._wiring.read_after_banners(self._pump, self._run.readers)
+            self._wiring.read_after_banners(self._run)
         self._wiring.close()
         super()._became_ready()
 

@@ -47,14 +47,15 @@ class Spool:
     """An append-only byte log with blocking readers: in memory while small, then on an
     unlinked temporary file, so memory stays bounded however much the child prints."""
 
-    def __init__(self) -> None:
+    def __init__(self, changed: threading.Condition | None = None) -> None:
         self._memory = bytearray()
         self._fd: int | None = None
         self._release: Callable[[], object] | None = None
         self._size = 0
         self._closed = False  # no more writes will come
         self._released = False
-        self._changed = threading.Condition()
+        # One condition may serve all the spools of a run: readers re-check their own.
+        self._changed = changed if changed is not None else threading.Condition()
 
     @property
     def size(self) -> int:
@@ -252,15 +253,22 @@ def _last_lines(block: bytes, start: int = 0, end: int | None = None) -> list[st
 class StreamPump:
     """Drains one pipe into a spool, scanning whole lines for watchers and the tail."""
 
-    def __init__(self, name: str, fd: int, limit: int | None = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self,
+        name: str,
+        fd: int,
+        limit: int | None = DEFAULT_LIMIT,
+        changed: threading.Condition | None = None,
+    ) -> None:
         self.name = name
         self._fd = fd
-        self.spool = Spool()
+        self.spool = Spool(changed)
         #: The most bytes kept in the spool (its head); later output only feeds the tail.
         self.limit = limit
         #: Bytes not kept because the spool reached ``limit``.
         self.dropped = 0
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        #: The last lines (made on the first line: most streams of a test print little).
+        self.tail: collections.deque[str] | tuple[()] = ()
         self.watches: list[BannerWatch] = []
         self.eof = False
         self._carry = bytearray()
@@ -344,6 +352,8 @@ class StreamPump:
         self._carry_offset += end - start
         for watch in self.watches:
             watch.scan_block(block, base, start, end)
+        if not isinstance(self.tail, collections.deque):
+            self.tail = collections.deque(maxlen=TAIL_LINES)
         self.tail.extend(_last_lines(block, start, end))
 
     def _finish(self) -> None:
@@ -358,7 +368,8 @@ class OutputPump:
     """The pumps of one process's captured streams."""
 
     def __init__(self, streams: dict[str, int], limit: int | None = DEFAULT_LIMIT) -> None:
-        self.streams = {name: StreamPump(name, fd, limit) for name, fd in streams.items()}
+        changed = threading.Condition() if streams else None
+        self.streams = {name: StreamPump(name, fd, limit, changed) for name, fd in streams.items()}
 
     def sources(self) -> list[StreamPump]:
         """The pipes not yet at end of file."""

@@ -3,7 +3,6 @@ watches, and whether the wait can be event-driven or must poll."""
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 from collections.abc import Callable, Mapping
@@ -117,13 +116,11 @@ class Readiness:
         optimistic = {leaf: not hopeless.get(leaf, False) for leaf in probe_leaves(probe)}
         return not probe_satisfied(probe, optimistic)
 
-    def read_after_banners(
-        self, pump: OutputPump | None, readers: dict[str, io.TextIOWrapper]
-    ) -> None:
+    def read_after_banners(self, run: Run) -> None:
         """Start each watched stream's reader after its banner line (as OutputExecutor did)."""
         for stream, _, watch in self.watches:
-            if watch.seen and pump is not None and stream not in readers:
-                readers[stream] = pump.streams[stream].spool.reader(watch.end_offset)
+            if watch.seen and stream not in run.readers:
+                run.reader_starts.setdefault(stream, watch.end_offset)
 
     def close(self) -> None:
         """Close the notify socket (readiness is decided, or the start failed)."""

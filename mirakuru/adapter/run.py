@@ -53,6 +53,8 @@ class Run:
         self.pump = OutputPump(streams, output_limit)
         #: The text readers handed out by ``output()``, kept until :meth:`release`.
         self.readers: dict[str, io.TextIOWrapper] = {}
+        #: Where a stream's reader begins when first asked for (say, after its banner).
+        self.reader_starts: dict[str, int] = {}
         self.stopping = False
         self._changed = threading.Condition()
         self._events = 0  # bumped whenever a descriptor of this run was served
@@ -256,7 +258,9 @@ class Run:
             stream = self.pump.streams.get(name)
             if stream is None:
                 return None
-            reader = self.readers[name] = stream.spool.reader(position)
+            # Made on first use: a reader's buffer costs 8 KiB, and most are never read.
+            start = self.reader_starts.get(name, position)
+            reader = self.readers[name] = stream.spool.reader(start)
         return reader
 
     def drain_tail(self) -> list[str]:
@@ -279,5 +283,6 @@ class Run:
         for reader in self.readers.values():
             reader.close()
         self.readers = {}
+        self.reader_starts = {}
         self.close()
         self.pump.release()
