@@ -41,13 +41,11 @@ def _read(path: str) -> str | None:
         os.close(fd)
 
 
-def _write(path: str, text: str, opened: threading.Event | None = None) -> bool:
+def _write(path: str, text: str) -> bool:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError:
         return False
-    if opened is not None:
-        opened.set()
     try:
         os.write(fd, text.encode())
     except OSError:
@@ -183,41 +181,44 @@ class Cgroup:
         """Move ``pid`` into this cgroup on the cgroup thread, holding ``guard`` (Popen's lock).
 
         The kernel makes a move wait for an RCU grace period (~10 ms, more under load)
-        before it takes effect, so the child runs outside the cgroup that long whether the
-        caller waits or not: returns once the write is under way, so the child is moved as
-        soon as with :meth:`adopt`. The kernel looks the PID up only after that wait, so
-        ``guard`` is held throughout: the child cannot be reaped and its PID recycled first.
+        unless another move happened a moment ago, so the child runs outside the cgroup
+        that long whether the caller waits or not: returns once the cgroup thread has begun
+        (so the move is not left waiting for this thread to let go of the interpreter).
+        The kernel looks the PID up only after that wait, so ``guard`` is held from before
+        the write until after it: the child cannot be reaped and its PID recycled first.
         """
         settled = self._settled = threading.Event()
-        writing = threading.Event()
+        begun = threading.Event()
         try:
-            _submit(lambda: self._adopt_guarded(pid, guard, reaped, writing, settled, forks_before))
+            _submit(lambda: self._adopt_guarded(pid, guard, reaped, begun, settled, forks_before))
         except RuntimeError:  # no new thread at interpreter shutdown: move it here
-            self._adopt_guarded(pid, guard, reaped, writing, settled, forks_before)
-        writing.wait(_HANDOFF_WAIT)
+            self._adopt_guarded(pid, guard, reaped, begun, settled, forks_before)
+        begun.wait(_HANDOFF_WAIT)
 
     def _adopt_guarded(
         self,
         pid: int,
         guard: Any,
         reaped: Callable[[], bool],
-        writing: threading.Event,
+        begun: threading.Event,
         settled: threading.Event,
         forks_before: int | None = None,
     ) -> None:
+        begun.set()
         try:
+            _warm_up()
             deadline = time.monotonic() + _GUARD_WAIT
             while not guard.acquire(timeout=0.05):
                 if reaped() or time.monotonic() > deadline:
                     return
             try:
                 if not reaped():
-                    moved = _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n", writing)
+                    moved = _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n")
+                    _moved_now()
                     self._seal(moved, forks_before)
             finally:
                 guard.release()
         finally:
-            writing.set()
             settled.set()
 
     def settle(self, timeout: float) -> bool:
@@ -281,6 +282,38 @@ class Cgroup:
 
     def __repr__(self) -> str:
         return f"<Cgroup {self.path}>"
+
+
+#: After this long without a move, the kernel's next one waits out an RCU grace period.
+_COLD_AFTER = 0.004
+_last_move = 0.0
+
+
+def _moved_now() -> None:
+    global _last_move  # noqa: PLW0603 - one cgroup thread per process
+    _last_move = time.monotonic()
+
+
+def _warm_up() -> None:
+    """Pay a cold move's RCU wait (~10 ms) with a no-op move, before holding Popen's lock.
+
+    The first move after an idle spell makes the kernel wait for a grace period, holding
+    the hierarchy's lock; one that follows within a few milliseconds does not. Moving this
+    process into the cgroup it is already in changes nothing but takes that wait, so the
+    service's move, under Popen's reaping lock (which stop() and poll() need), is quick.
+    """
+    if time.monotonic() - _last_move < _COLD_AFTER:
+        return
+    mount, own = _mount(), _own_path()
+    if mount is not None and own is not None:
+        here = os.path.normpath(os.path.join(mount, own.lstrip("/")))
+        _write(os.path.join(here, "cgroup.procs"), f"{os.getpid()}\n")
+    _moved_now()
+
+
+@functools.cache
+def _mount() -> str | None:
+    return _mount_point()
 
 
 _jobs: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()

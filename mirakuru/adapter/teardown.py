@@ -61,6 +61,10 @@ KILL_WAIT = 10.0
 MAX_GRACE = 3600.0
 #: How long descendants may outlive their exited leader after the stop signal.
 STRAGGLER_GRACE = 0.5
+#: How long stop() waits for a pending cgroup move before walking ``/proc`` instead.
+MOVE_WAIT = 0.001
+#: How long stop() waits, once the leader is reaped, for the cgroup thread to finish its move.
+SETTLE_WAIT = 1.0
 
 #: ``signal_marked(sig, already)``: send ``sig`` to every process carrying our marker except
 #: those for which ``already(pid)`` holds, and return the PIDs of all marked processes found.
@@ -166,10 +170,20 @@ def _family(leader: Leader, *, walk: bool = True) -> list[Member]:
 
 
 def _contained(leader: Leader) -> bool:
-    """Whether the leader's cgroup holds its whole tree, so no ``/proc`` walk is needed."""
+    """Whether the leader's cgroup holds its whole tree, so no ``/proc`` walk is needed.
+
+    A move still pending gets :data:`MOVE_WAIT` to land.
+    """
     pinned = identity.of(leader.process)
     group = pinned.group if pinned is not None else None
-    return group is not None and leader.running() and group.sealed()
+    return group is not None and leader.running() and group.settle(MOVE_WAIT) and group.sealed()
+
+
+def _settled(leader: Leader) -> None:
+    """Let the cgroup thread finish this run's move (its descriptors) before stop() returns."""
+    pinned = identity.of(leader.process)
+    if pinned is not None and pinned.group is not None:
+        pinned.group.settle(SETTLE_WAIT)
 
 
 def _cgroup_members(leader: Leader, known: set[int]) -> list[Member]:
@@ -272,6 +286,7 @@ def terminate(
                 leader, survivors, policy, signal_marked, claim, clock, walk=contained
             )
         exit_code = leader.reap(policy.kill_wait)
+        _settled(leader)
     except BaseException:
         _kill_now(leader, members, policy.kill_signal, signal_marked)
         raise
@@ -388,6 +403,7 @@ def kill_tree(
         if wait is not None:
             leftovers = tree.wait_gone([*leader.waitable(), *members], wait, clock)
             exit_code = leader.reap(wait)
+            _settled(leader)
     finally:
         for member in members:
             member.close()

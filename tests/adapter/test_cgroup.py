@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mirakuru.adapter import identity
+from mirakuru.adapter import cgroup, identity
 from mirakuru.adapter.capabilities import capabilities
 from mirakuru.base import SimpleExecutor
 from tests.base.programs import sleeper
@@ -36,3 +36,24 @@ def test_stop_right_after_start_leaves_nothing_in_the_cgroup() -> None:
     executor.stop()
     assert pinned.group.settle(BOUND)
     assert pinned.group.pids() == set()
+
+
+def test_stop_returns_after_the_move_settled() -> None:
+    """stop() right after start() leaves no move (and its descriptors) in flight."""
+    executor = SimpleExecutor(sleeper()).start()
+    assert executor.process is not None
+    pinned = identity.of(executor.process)
+    assert pinned is not None
+    assert pinned.group is not None
+    executor.stop()
+    assert pinned.group.settle(0.0)
+
+
+def test_warm_up_leaves_this_process_where_it_was() -> None:
+    """The no-op move that pays a cold move's wait moves nobody."""
+    with open("/proc/self/cgroup") as before:
+        where = before.read()
+    cgroup._last_move = 0.0  # as after an idle spell
+    cgroup._warm_up()
+    with open("/proc/self/cgroup") as after:
+        assert after.read() == where
