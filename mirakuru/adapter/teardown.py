@@ -162,11 +162,24 @@ def _family(leader: Leader, *, walk: bool = True) -> list[Member]:
 
     With ``walk=False`` (a sealed cgroup: see :func:`_contained`) only the cgroup's members.
     """
+    return _survey(leader, walk=walk, young=False)[0]
+
+
+def _survey(leader: Leader, *, walk: bool, young: bool) -> tuple[list[Member], set[int] | None]:
+    """:func:`_family`, and with ``young`` the other processes started since the leader.
+
+    Those are the only ones that can carry the leader's marker (it is inherited), so the
+    marker scan reads their environments only; None where that cannot be told.
+    """
     found: list[Member] = []
+    since: set[int] | None = None
     if walk and leader.running():
+        pinned = identity.of(leader.process) if young else None
+        started = pinned.started if pinned is not None else None
         with contextlib.suppress(Exception):
-            found = tree.snapshot(leader.pid)
-    return found + _cgroup_members(leader, {leader.pid, *(member.pid for member in found)})
+            found, since = tree.survey(leader.pid, started)
+    family = found + _cgroup_members(leader, {leader.pid, *(member.pid for member in found)})
+    return family, since
 
 
 def _contained(leader: Leader) -> bool:
@@ -222,10 +235,12 @@ def _deliver(
     sig: int,
     signal_marked: SignalMarked | None,
     claim: Callable[[Iterable[int]], list[Member]],
+    young: set[int] | None = None,
 ) -> tuple[int, list[Member]]:
     """Send ``sig`` once to each process of the tree; how many, and the marked escapees.
 
-    ``signal_marked=None`` skips the marker walk (a sealed cgroup holds the whole tree).
+    ``signal_marked=None`` skips the marker walk (a sealed cgroup holds the whole tree);
+    with ``young`` (see :func:`_survey`) only those processes are checked for the marker.
     """
     alive = leader.running()
     reached = leader.reached(leader.signal(sig))
@@ -234,6 +249,10 @@ def _deliver(
     if signal_marked is None:
         return count, []
     known = {leader.pid, *(member.pid for member in family)}
+    if young is not None:
+        escapees = claim(young - known)
+        tree.signal_all((member for member in escapees if not reached(member.pid)), sig)
+        return count + len(escapees), escapees
     marked = signal_marked(sig, lambda pid: pid in known or reached(pid))
     escapees = claim(marked - known)
     return count + len(escapees), escapees
@@ -274,10 +293,14 @@ def terminate(
     began = clock()
     sig = policy.stop_signal
     contained = not marker_hook and _contained(leader)
-    family = _family(leader, walk=not contained)
+    # Our own marker scan may read only the young processes' environments; a user's
+    # _kill_all_kids gets called as it always was.
+    family, young = _survey(leader, walk=not contained, young=not marker_hook)
     members = list(family)
     try:
-        count, escapees = _deliver(leader, family, sig, None if contained else signal_marked, claim)
+        count, escapees = _deliver(
+            leader, family, sig, None if contained else signal_marked, claim, young
+        )
         members.extend(escapees)
         survivors = _wait_with_stragglers(leader, members, policy.grace_seconds, clock)
         leftovers: list[Member] = []

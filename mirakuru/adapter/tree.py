@@ -30,6 +30,7 @@ __all__ = [
     "signal_all",
     "signal_group",
     "snapshot",
+    "survey",
     "wait_gone",
 ]
 
@@ -259,9 +260,20 @@ def snapshot(pid: int) -> list[Member]:
     Reads ``/proc/<pid>/stat`` directly where it exists: three times cheaper than psutil,
     and it still works while the interpreter shuts down and psutil is half torn down.
     """
+    return survey(pid, None)[0]
+
+
+def survey(pid: int, since: float | None) -> tuple[list[Member], set[int] | None]:
+    """:func:`snapshot`, and from the same pass the PIDs of the other processes started at
+    or after ``since`` (a start time as :func:`identity.start_time` gives it).
+
+    Only those can carry a marker that ``pid`` handed down, so a marker scan needs to read
+    only their environments. None instead of the PIDs where that cannot be told (no
+    ``/proc``, or no ``since``): scan them all.
+    """
     if not (_proc_fs() and _HAS_PIDFD):
         pinned = (Member.pin(process) for process in descendants(pid))
-        return [member for member in pinned if member is not None]
+        return [member for member in pinned if member is not None], None
     table = _process_table()
     children: dict[int, list[int]] = {}
     for child, (parent, _) in table.items():
@@ -279,7 +291,11 @@ def snapshot(pid: int) -> list[Member]:
             found.append(Member(child, fd, None))
         else:
             os.close(fd)
-    return found
+    if since is None:
+        return found, None
+    me = os.getpid()
+    young = {other for other, (_, started) in table.items() if started >= since and other != me}
+    return found, young - {pid} - {member.pid for member in found}
 
 
 def _stat(pid: int | str) -> tuple[int, int] | None:

@@ -209,3 +209,52 @@ class TestSealing:
         assert after is not None
         assert after > before
         assert process.forks_before(child) is not None
+
+
+class TestUnsealedStop:
+    """Without a sealed cgroup the marker scan reads only processes younger than the leader."""
+
+    def test_orphaned_daemon_is_found(self, mark: str, walks: list[str]) -> None:
+        """A double-forked daemon that left the tree and the group is still stopped."""
+        executor = SimpleExecutor(
+            programs.double_forking_daemon(leader_stays=True), envvars={MARK: mark}
+        ).start()
+        out = executor.output()
+        assert out is not None
+        words = out.readline().split()
+        assert words[:1] == ["ready"], words
+        daemon = psutil.Process(int(words[2]))
+        pinned = identity.of(executor.process)
+        if pinned is not None and pinned.group is not None:
+            pinned.group.settle(BOUND)
+            pinned.group._sealed = False  # as if the move had landed late
+        executor.stop()
+        assert not alive(daemon)
+        assert "marker" not in walks  # no environment read of every process
+
+    def test_young_processes_exclude_older_ones(self) -> None:
+        """The survey's young set has a process started after the leader, not older ones."""
+        leader = process.spawn(["sh", "-c", "sleep 60 & wait"], {})
+        try:
+            started = identity.start_time(leader.pid)
+            assert started is not None
+            later = process.spawn(["sleep", "60"], {})
+            try:
+                assert wait_until(lambda: len(tree.descendants(leader.pid)) == 1, BOUND)
+                found, young = tree.survey(leader.pid, started)
+                try:
+                    assert young is not None
+                    assert later.pid in young
+                    assert os.getpid() not in young
+                    assert leader.pid not in young
+                    assert {member.pid for member in found}.isdisjoint(young)
+                    assert len(found) == 1
+                finally:
+                    for member in found:
+                        member.close()
+            finally:
+                later.kill()
+                later.wait(BOUND)
+        finally:
+            os.killpg(leader.pid, 9)
+            leader.wait(BOUND)
