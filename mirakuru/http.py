@@ -41,6 +41,7 @@ class HTTPExecutor(TCPExecutor):
     ) -> None:
         """Describe the process and the request; other arguments as for :class:`Executor`."""
         self._ssl_context = kwargs.pop("ssl_context", None)
+        self._built_probe: tuple[object, Probe] | None = None
         self.url = urllib.parse.urlsplit(url)
         # What the published constructor refused; everything else is checked by start().
         if not self.url.hostname:

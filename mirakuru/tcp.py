@@ -24,6 +24,7 @@ class TCPExecutor(Executor):
         # Stored as given, as published: a placeholder host is fine until start() needs it.
         self.host = host
         self.port = port
+        self._built_address: tuple[object, Probe] | None = None
         self._explicit_ready = kwargs.get("ready") is not None
         super().__init__(command, **kwargs)
 
@@ -38,7 +39,17 @@ class TCPExecutor(Executor):
 
     def _address_probe(self) -> Probe:
         """The TCP probe for the current ``host`` and ``port``, or an error naming them."""
+        host, port = self.host, self.port
+        # Asked on every check while polling: rebuild (and re-validate) only on a change.
+        # The types are part of the key, so True is not mistaken for the port 1.
+        key = (host, port, type(host), type(port))
+        # getattr: a subclass may set host and port without calling our __init__.
+        built: tuple[object, Probe] | None = getattr(self, "_built_address", None)
+        if built is not None and built[0] == key:
+            return built[1]
         try:
-            return tcp(self.host, self.port)
+            probe = tcp(host, port)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{type(self).__name__}.{error}") from None
+        self._built_address = (key, probe)
+        return probe
