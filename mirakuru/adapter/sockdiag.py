@@ -7,24 +7,40 @@ end of our connection has no file (inode 0) until it is accepted, and an unprivi
 process can look that end up by its address pair with netlink ``SOCK_DIAG_BY_FAMILY``.
 A unix stream listener queues connections the same way: ``UNIX_DIAG`` reports our socket's
 peer inode, 0 while that peer waits unaccepted in the queue (or after it closed).
+
+The same lookup tells whether anything listens on a local port at all (:func:`listening`):
+a question on one long-lived netlink socket costs a quarter of the refused connect it
+replaces while a TCP probe polls.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import socket
 import struct
+import threading
 
 from mirakuru.adapter.capabilities import capabilities
 
-__all__ = ["PeerState", "available", "peer_state", "sees"]
+__all__ = [
+    "PeerState",
+    "available",
+    "listener_question",
+    "listening",
+    "listening_now",
+    "peer_state",
+    "sees",
+]
 
 _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
 _NLM_F_REQUEST = 1
 _NLMSG_ERROR = 2
 _TCP_ESTABLISHED = 1
+_TCP_LISTEN = 10
+_ENOENT = 2
 _NO_COOKIE = 0xFFFFFFFF
 _HEADER = struct.Struct("=IHHII")
 # inet_diag_req_v2: family, protocol, ext, pad, states, then inet_diag_sockid.
@@ -112,15 +128,172 @@ def peer_state(sock: socket.socket) -> PeerState:
     return None if reply is None else _parse(reply)
 
 
-def _ask(request: bytes) -> bytes | None:
-    header = _HEADER.pack(_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0)
-    try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as diag:
-            diag.settimeout(1.0)
-            diag.send(header + request)
-            return diag.recv(8192)
-    except OSError:
+class _Channel:
+    """One netlink socket for the whole process, one question at a time.
+
+    Opening a netlink socket per question costs as much as a refused connect, which would
+    undo what :func:`listening` saves. The lock keeps answers from crossing between
+    threads; sequence numbers skip an answer left over from a question that timed out.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+
+    def exchange(self, message: bytes, size: int = 8192) -> bytes | None:
+        """Send ``message`` (header included) and return the answer with its number."""
+        with self._lock:
+            try:
+                diag = self._socket
+                if diag is None:
+                    diag = self._socket = _open_channel()
+                diag.send(message)
+                for _ in range(8):
+                    reply = diag.recv(size)
+                    if reply[8:12] == message[8:12]:
+                        return reply
+            except OSError:
+                self.close_unlocked()
+            return None
+
+    def listening(self, question: bytes) -> bool | None:
+        """The answer to a prepared :func:`listener_question` (see :func:`listening`)."""
+        # Asked every few ms while a port is polled: one call, raw bytes, no unpacking.
+        with self._lock:
+            diag = self._socket
+            try:
+                if diag is None:
+                    diag = self._socket = _open_channel()
+                diag.send(question)
+                reply = diag.recv(1024)
+            except OSError:
+                self.close_unlocked()
+                return None
+        if reply[8:12] != question[8:12]:
+            return None  # an answer left over from a question that failed: ask again later
+        kind = reply[4:6]
+        if kind == _FOUND:
+            return True  # whatever its state, a real connect decides
+        if kind == _ERROR and reply[16:20] == _NOT_FOUND:
+            return False
         return None
+
+    def close_unlocked(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+
+def _open_channel() -> socket.socket:
+    diag = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG)
+    # The kernel queues its answer before send() returns, so a read never needs to wait
+    # (nor a poll() before each call, as a timeout would add); an answer missing for any
+    # reason raises BlockingIOError, which counts as "unknown".
+    diag.setblocking(False)
+    return diag
+
+
+_channel = _Channel()
+_sequences = itertools.count(1)
+
+
+def _forget_parents_channel() -> None:
+    # A forked child shares the parent's netlink socket, so answers could go to either
+    # process; its lock may also have been held by a thread that does not exist here.
+    global _channel
+    stale, _channel = _channel, _Channel()
+    stale.close_unlocked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parents_channel)
+
+
+def _message(request: bytes) -> bytes:
+    sequence = next(_sequences) % 0xFFFFFFFF + 1
+    header = _HEADER.pack(
+        _HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, sequence, 0
+    )
+    return header + request
+
+
+def _ask(request: bytes) -> bytes | None:
+    return _channel.exchange(_message(request))
+
+
+@functools.lru_cache(maxsize=256)
+def _listener_question(family: int, address: str, port: int) -> bytes:
+    # The lookup a SYN to (address, port) makes: local end (address, port), remote end
+    # unspecified, which matches a listener bound to that address or to the wildcard.
+    # Built once per address, with a sequence number of its own.
+    return _message(
+        _REQUEST.pack(
+            family,
+            socket.IPPROTO_TCP,
+            0,
+            1 << _TCP_LISTEN,
+            port.to_bytes(2, "big"),
+            b"\0\0",
+            _packed(family, address),
+            bytes(16),
+            0,
+            _NO_COOKIE,
+            _NO_COOKIE,
+        )
+    )
+
+
+#: An answer's type field (bytes 4-5) when a socket was found, or on an error; and the
+#: error code after the header (bytes 16-19) when none was: -ENOENT.
+_FOUND = struct.pack("=H", _SOCK_DIAG_BY_FAMILY)
+_ERROR = struct.pack("=H", _NLMSG_ERROR)
+_NOT_FOUND = struct.pack("=i", -_ENOENT)
+
+
+def listening(family: int, address: str, port: int) -> bool | None:
+    """Whether a TCP socket of this network namespace listens where a connect to the local
+    ``address`` and ``port`` would arrive; None when the kernel cannot say.
+
+    False means a connect would be refused, unless something outside the socket table
+    (a NAT rule, say) forwards it: callers still connect now and then.
+    """
+    question = listener_question(family, address, port)
+    return None if question is None else _channel.listening(question)
+
+
+def listener_question(family: int, address: str, port: int) -> bytes | None:
+    """:func:`listening`'s question, prepared once for :func:`listening_now` to ask it
+    repeatedly; None when the kernel cannot be asked."""
+    if not _sees_listeners():
+        return None
+    try:
+        return _listener_question(family, address, port)
+    except (OSError, OverflowError, ValueError):
+        return None
+
+
+def listening_now(question: bytes) -> bool | None:
+    """The kernel's answer to a prepared :func:`listener_question`, as :func:`listening`."""
+    return _channel.listening(question)
+
+
+@functools.cache
+def _sees_listeners() -> bool:
+    # Without the inet_diag module every lookup fails with ENOENT, exactly like "nobody
+    # listens": ask once about a listener of ours, and about the same port once closed.
+    if not available():
+        return False
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            probe.listen(1)
+            port = probe.getsockname()[1]
+            question = _listener_question(socket.AF_INET, "127.0.0.1", port)
+            if _channel.listening(question) is not True:
+                return False
+    except OSError:
+        return False
+    return _channel.listening(question) is False
 
 
 def _unix_peer_inode(sock: socket.socket) -> int | None:
