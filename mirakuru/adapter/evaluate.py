@@ -36,10 +36,12 @@ from mirakuru.core.probes import (
 
 __all__ = [
     "ATTEMPT_CEILING",
+    "CONNECT_ANYWAY",
     "attempt",
     "http_ready",
     "is_external",
     "pid_file_ready",
+    "refusal",
     "settled",
     "tcp_ready",
     "unix_ready",
@@ -133,6 +135,37 @@ def _surely_refused(host: str, port: int) -> bool:
         return _target(host, port).surely_refused()
     except OSError:
         return False  # the connect then fails to resolve, as it should
+
+
+def refusal(probe: Probe) -> Callable[[], bool] | None:
+    """A cheap stand-in for most polled attempts at ``probe``, or None if it has none.
+
+    The callable returns True when an attempt would surely fail right now (the kernel sees
+    no listener on the loopback ports it needs, and no real connect is due), without
+    connecting; False means "make the attempt". A waiter can call it on a wake-up that no
+    event caused and skip the whole check when it says True: it costs one netlink question
+    (~30 us) instead of an executor's check (~80 us).
+    """
+    if isinstance(probe, AllOf | AnyOf):
+        gates = [refusal(inner) for inner in probe.probes]
+        known = [gate for gate in gates if gate is not None]
+        if isinstance(probe, AllOf):
+            # One refused member fails them all.
+            return (lambda: any(gate() for gate in known)) if known else None
+        if len(known) != len(gates):
+            return None  # a member without a gate (a banner, say) may pass on its own
+        return lambda: all(gate() for gate in known)
+    if isinstance(probe, Tcp):
+        host, port = probe.host, probe.port
+    elif isinstance(probe, Http):
+        host, port, _ = _endpoint(probe.url)
+    else:
+        return None
+    try:
+        target = _target(host, port)
+    except OSError:
+        return None
+    return target.surely_refused if target.questions else None
 
 
 def _connect(host: str, port: int, timeout: float) -> socket.socket | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from mirakuru import TCPExecutor
 from mirakuru.adapter import evaluate, sockdiag
 from mirakuru.core.budget import Budget
-from mirakuru.core.probes import Probe, http, tcp
+from mirakuru.core.probes import Probe, all_of, any_of, banner, http, pid_file, tcp
 from tests.helpers import free_port
 
 needs_diag = pytest.mark.skipif(
@@ -166,3 +167,53 @@ class TestExecutorProbe:
         executor.port = True
         with pytest.raises(TypeError, match=r"TCPExecutor\.port"):
             executor._readiness_probe()
+
+
+@needs_diag
+class TestRefusal:
+    """evaluate.refusal: a cheap "surely not ready now" for polled probes, where it exists."""
+
+    def test_a_refused_port_is_vouched_for(self) -> None:
+        """With nobody listening and a connect just made, the gate says "skip"."""
+        probe = tcp("127.0.0.1", free_port())
+        assert not _attempt(probe)  # the real connect
+        gate = evaluate.refusal(probe)
+        assert gate is not None
+        assert gate()
+
+    def test_a_listener_is_never_skipped(self, listener: socket.socket) -> None:
+        """With a listener, the gate says "make the attempt"."""
+        gate = evaluate.refusal(tcp("127.0.0.1", listener.getsockname()[1]))
+        assert gate is not None
+        assert not gate()
+
+    def test_http_uses_its_url(self) -> None:
+        """An HTTP probe's gate asks about its URL's host and port."""
+        probe = http(f"http://127.0.0.1:{free_port()}/health")
+        assert not _attempt(probe)
+        gate = evaluate.refusal(probe)
+        assert gate is not None
+        assert gate()
+
+    def test_combinations(self) -> None:
+        """all_of is refused by one refused member; any_of only when every member is."""
+        refused = tcp("127.0.0.1", free_port())
+        assert not _attempt(refused)
+        both = all_of(refused, banner("up"))
+        gate = evaluate.refusal(both)
+        assert gate is not None
+        assert gate()
+        assert evaluate.refusal(any_of(refused, banner("up"))) is None
+        either = evaluate.refusal(any_of(refused, refused))
+        assert either is not None
+        assert either()
+
+    @pytest.mark.parametrize("host", ["192.0.2.1", "0.0.0.0"])
+    def test_no_gate_beyond_loopback(self, host: str) -> None:
+        """Only loopback addresses are vouched for by the local socket table."""
+        assert evaluate.refusal(tcp(host, 80)) is None
+
+    def test_no_gate_for_other_kinds(self, tmp_path: Path) -> None:
+        """Banners and files have no gate: their checks are cheap or event-driven."""
+        assert evaluate.refusal(banner("up")) is None
+        assert evaluate.refusal(pid_file(str(tmp_path / "pid"))) is None
