@@ -15,6 +15,7 @@ from mirakuru.core.schedule import (
     FIRST_DELAY,
     MAX_AUTO_CAP,
     MIN_AUTO_CAP,
+    SHORT_SLEEP_SPEEDUP,
     PollSchedule,
     adaptive_cap,
     event_schedule,
@@ -60,6 +61,19 @@ class TestDelays:
     def test_huge_attempt_numbers_are_cheap(self) -> None:
         """A very late attempt still gets the cap, without overflow."""
         assert PollSchedule(cap=0.2).delay(10**9) == 0.2
+
+    @given(cap=caps, attempt=st.integers(min_value=0, max_value=200))
+    def test_same_as_growing_step_by_step(self, cap: float, attempt: int) -> None:
+        """The delay is the first one grown ``attempt`` times, up to the cap."""
+        schedule = PollSchedule(cap=cap)
+        stepped = schedule.first
+        for _ in range(attempt):
+            stepped = min(stepped * schedule.growth, cap)
+        assert schedule.delay(attempt) == pytest.approx(min(stepped, cap), rel=1e-9)
+
+    def test_enormous_growth_is_capped(self) -> None:
+        """A growth whose power overflows a float just means the cap."""
+        assert PollSchedule(cap=0.5, growth=1e300).delay(3) == 0.5
 
     def test_negative_attempt_is_refused(self) -> None:
         """Attempts are counted from zero."""
@@ -128,8 +142,25 @@ class TestAdaptiveCap:
 
     @given(cost=costs, ceiling=caps)
     def test_never_below_the_floor(self, cost: float, ceiling: float) -> None:
-        """No check is polled faster than every 5 ms unless ``sleep`` asks for that."""
-        assert adaptive_cap(cost, ceiling) >= min(MIN_AUTO_CAP, ceiling)
+        """No check is polled faster than every 5 ms, or a quarter of a shorter ``sleep``."""
+        assert adaptive_cap(cost, ceiling) >= min(MIN_AUTO_CAP, ceiling / SHORT_SLEEP_SPEEDUP)
+
+    @given(cost=costs, ceiling=st.floats(min_value=MAX_AUTO_CAP, max_value=60.0))
+    def test_default_and_longer_sleeps_keep_the_share(self, cost: float, ceiling: float) -> None:
+        """From the default ``sleep`` up, the cap is the 5 ms floor or 40 times the cost."""
+        assert adaptive_cap(cost, ceiling) == min(ceiling, max(MIN_AUTO_CAP, cost * COST_RATIO))
+
+    @given(
+        cost=st.floats(min_value=0.0, max_value=1e-4),
+        ceiling=st.floats(min_value=1e-4, max_value=MAX_AUTO_CAP),
+    )
+    def test_short_sleep_polls_faster_than_asked(self, cost: float, ceiling: float) -> None:
+        """A short explicit ``sleep`` and a cheap check: at least four checks per ``sleep``."""
+        assert adaptive_cap(cost, ceiling) <= max(
+            ceiling / SHORT_SLEEP_SPEEDUP, MIN_AUTO_CAP, cost * COST_RATIO
+        )
+        if ceiling <= SHORT_SLEEP_SPEEDUP * MIN_AUTO_CAP:
+            assert adaptive_cap(cost, ceiling) <= ceiling / SHORT_SLEEP_SPEEDUP * (1 + 1e-9)
 
     @given(cost=costs, more=costs, ceiling=caps)
     def test_monotonic(self, cost: float, more: float, ceiling: float) -> None:
@@ -138,17 +169,21 @@ class TestAdaptiveCap:
 
     @given(cost=st.floats(min_value=1e-7, max_value=100.0), ceiling=caps)
     def test_costly_checks_take_a_small_share(self, cost: float, ceiling: float) -> None:
-        """Where ``sleep`` allows it, a check runs at most 1/COST_RATIO of the time."""
+        """Where ``sleep`` allows it, a check runs at most 1/COST_RATIO of the time (a
+        proportionally larger share for a ``sleep`` shorter than the default)."""
         cap = adaptive_cap(cost, ceiling)
-        if cost * COST_RATIO <= ceiling:
-            assert cost / cap <= 1 / COST_RATIO * (1 + 1e-9)
+        ratio = COST_RATIO * min(1.0, ceiling / MAX_AUTO_CAP)
+        if cost * ratio <= ceiling:
+            assert cost / cap <= 1 / ratio * (1 + 1e-9)
         else:
             assert cap == ceiling
 
     @given(cost=st.floats(min_value=0.0, max_value=MIN_AUTO_CAP / COST_RATIO), ceiling=caps)
     def test_cheap_checks_sit_at_the_floor(self, cost: float, ceiling: float) -> None:
-        """A cheap check is polled every 5 ms (or at ``sleep``, when that is shorter)."""
-        assert adaptive_cap(cost, ceiling) == min(MIN_AUTO_CAP, ceiling)
+        """A cheap check is polled every 5 ms (or a quarter of a ``sleep`` under 20 ms)."""
+        assert adaptive_cap(cost, ceiling) == pytest.approx(
+            min(MIN_AUTO_CAP, ceiling / SHORT_SLEEP_SPEEDUP)
+        )
 
     @pytest.mark.parametrize(
         ("cost", "ceiling", "cap"),
@@ -157,12 +192,16 @@ class TestAdaptiveCap:
             (0.0005, MAX_AUTO_CAP, 0.02),
             (0.01, MAX_AUTO_CAP, MAX_AUTO_CAP),
             (0.01, 1.0, 0.4),
-            (0.0001, 0.01, MIN_AUTO_CAP),
-            (0.0001, 0.002, 0.002),
+            (0.0001, 0.05, MIN_AUTO_CAP),
+            (0.0001, 0.01, 0.0025),
+            (0.0002, 0.01, 0.0025),
+            (0.002, 0.01, 0.008),
+            (0.0001, 0.002, 0.0005),
         ],
     )
     def test_examples(self, cost: float, ceiling: float, cap: float) -> None:
-        """Cheap checks poll every 5 ms; slow ones back off, to ``sleep`` at most."""
+        """Cheap checks poll every 5 ms (a quarter of a short ``sleep``); slow ones back
+        off, to ``sleep`` at most."""
         assert adaptive_cap(cost, ceiling) == pytest.approx(cap)
 
 
@@ -217,6 +256,22 @@ class TestSimulatedLag:
         lag, longest = simulate_detection(ready_at, sleep, cost)
         assert longest <= sleep
         assert lag <= sleep + 2 * cost + 1e-9
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        ready_at=st.floats(min_value=0.0, max_value=3.0),
+        sleep=st.floats(min_value=0.002, max_value=SHORT_SLEEP_SPEEDUP * MIN_AUTO_CAP),
+        cost=st.floats(min_value=0.0, max_value=1e-4),
+    )
+    def test_short_sleep_lag_is_a_quarter_of_it(
+        self, ready_at: float, sleep: float, cost: float
+    ) -> None:
+        """With ``sleep`` of 20 ms or less and cheap checks, no lag exceeds sleep / 4 (or the
+        first 1 ms pause, taken before any cost is known)."""
+        lag, longest = simulate_detection(ready_at, sleep, cost)
+        gap = max(sleep / SHORT_SLEEP_SPEEDUP, min(FIRST_DELAY, sleep))
+        assert longest <= gap * (1 + 1e-9)
+        assert lag <= gap + 2 * cost + 1e-9
 
 
 class TestValidation:
