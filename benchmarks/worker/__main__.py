@@ -43,6 +43,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "lag-http-5s": partial(readiness.lag_after, kind="http", delay=5.0, reps=(2, 1)),
     "lag-tcp-sleep01": partial(readiness.lag_with_sleep, kind="tcp", sleep=0.01),
     "lag-http-sleep01": partial(readiness.lag_with_sleep, kind="http", sleep=0.01),
+    "cpu-tcp-sleep01": partial(readiness.waiting_cpu, kind="tcp", sleep=0.01),
     "cycles-sleep01": partial(throughput.cycles, sleep=0.01),
     "stop-stragglers": stopping.stop_stragglers,
     "spawn-loop": throughput.spawn_loop,

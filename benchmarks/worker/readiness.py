@@ -108,8 +108,9 @@ def lag_with_sleep(ctx: Context, kind: str, sleep: float) -> None:
         ctx.record("lag_ms", (returned - ready) * 1000.0)
 
 
-def waiting_cpu(ctx: Context, kind: str) -> None:
-    """CPU of this process, as % of one core, during a start() that waits."""
+def waiting_cpu(ctx: Context, kind: str, **options: float) -> None:
+    """CPU of this process, as % of one core, during a start() that waits (executor
+    built with ``options``, such as ``sleep``)."""
     delay = ctx.pick_float(2.0, 0.5)
     # Warm up first: one-time costs (lazy imports, a helper process started on
     # first use) belong to no particular wait and would swamp a 1 % budget.
@@ -117,7 +118,7 @@ def waiting_cpu(ctx: Context, kind: str) -> None:
     warm_up.start()
     warm_up.stop()
     tmp = ctx.scratch(kind)
-    executor = build(ctx, kind, delay, tmp / "ready", tmp)
+    executor = build(ctx, kind, delay, tmp / "ready", tmp, **options)
     try:
         cpu0, wall0 = time.process_time(), clock()
         executor.start()
