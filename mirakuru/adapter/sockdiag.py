@@ -137,8 +137,13 @@ class _Channel:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._socket: socket.socket | None = None
+        self.forget()
+
+    def forget(self) -> None:
+        """Start afresh: a new lock, a socket opened on the next question."""
+        self._lock = threading.Lock()
+        self._socket = None
 
     def exchange(self, message: bytes, size: int = 8192) -> bytes | None:
         """Send ``message`` (header included) and return the answer with its number."""
@@ -200,9 +205,9 @@ _sequences = itertools.count(1)
 def _forget_parents_channel() -> None:
     # A forked child shares the parent's netlink socket, so answers could go to either
     # process; its lock may also have been held by a thread that does not exist here.
-    global _channel
-    stale, _channel = _channel, _Channel()
-    stale.close_unlocked()
+    # In place: listening_now is bound to this very object.
+    _channel.close_unlocked()
+    _channel.forget()
 
 
 if hasattr(os, "register_at_fork"):
@@ -272,9 +277,9 @@ def listener_question(family: int, address: str, port: int) -> bytes | None:
         return None
 
 
-def listening_now(question: bytes) -> bool | None:
-    """The kernel's answer to a prepared :func:`listener_question`, as :func:`listening`."""
-    return _channel.listening(question)
+#: The kernel's answer to a prepared :func:`listener_question`, as :func:`listening`
+#: (the channel's method itself: one call less on every poll).
+listening_now = _channel.listening
 
 
 @functools.cache
