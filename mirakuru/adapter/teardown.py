@@ -20,7 +20,10 @@ descendant snapshot and the marker scan) are skipped on the stop signal. They st
 where there is no cgroup, where the move landed late or is still pending, where a user's
 subclass overrides ``_kill_all_kids`` (it is always called), and on escalation. What a
 sealed stop does not see: a privileged process that moved itself out of the cgroup gets
-the stop signal only through the process group, and is not waited for.
+the stop signal only through the process group, and is not waited for. Where the walks
+run, one pass over ``/proc/*/stat`` gives the descendants and the processes started since
+the leader; only those can carry its (inherited) marker, so only their environments are
+read.
 """
 
 from __future__ import annotations
