@@ -123,7 +123,7 @@ def wait_until(
         wakeups = PollWakeups(sources, hints, cost_clock)
     attempt = 0
     wake_cost = math.inf  # CPU seconds of the cheapest wake-up so far
-    cycle_began = cost_clock()
+    cycle_began = 0.0
     cap = schedule.cap
     while True:
         # Deadline first, then the check: readiness seen past the deadline is a timeout.
@@ -133,17 +133,19 @@ def wait_until(
         if check():
             return Ready(attempt + 1)
         now = clock()
-        if adaptive and attempt > 0:
-            # The cheapest wake-up so far is what the check itself costs. Dearer ones paid
-            # for one-time work (imports, name resolution), a cold CPU after a long sleep
-            # or a busy machine; following them would only make detection slower.
-            wake_cost = min(wake_cost, cost_clock() - cycle_began)
-            cap = adaptive_cap(wake_cost, schedule.cap)
+        if adaptive:
+            spent = cost_clock()  # one read per turn: it is a system call
+            if attempt > 0:
+                # The cheapest wake-up so far is what the check itself costs. Dearer ones
+                # paid for one-time work (imports, name resolution), a cold CPU after a
+                # long sleep or a busy machine; following them would only slow detection.
+                wake_cost = min(wake_cost, spent - cycle_began)
+                cap = adaptive_cap(wake_cost, schedule.cap)
+            cycle_began = spent
         if budget.expired(now):
             return TimedOut(attempt + 1)
         delay = min(schedule.wait(attempt, budget.remaining(now)), cap)
         attempt += 1
-        cycle_began = cost_clock()
         if wakeups.wait(delay):
             attempt = 0
         # Serving output is the child's cost, not polling's: keep it out of wake_cost.
