@@ -134,7 +134,8 @@ def watchdog_pid() -> int | None:
 
 
 def _usable(token: str) -> bool:
-    return bool(token) and not any(character.isspace() for character in token)
+    # One split in C rather than a Python test per character: it runs on every start.
+    return bool(token) and token.split() == [token]
 
 
 def _plus(token: str, service: _Service) -> bytes:
