@@ -121,18 +121,23 @@ class StartGate:
 
     def __init__(self) -> None:
         self.starter: int | None = None
-        self.done = threading.Event()
-        self.done.set()
+        # Made per waiting start(), not per executor: most executors never need one.
+        self._done: threading.Event | None = None
 
     def enter(self) -> None:
         """This thread begins waiting for readiness."""
+        self._done = threading.Event()
         self.starter = threading.get_ident()
-        self.done.clear()
 
     def leave(self) -> None:
         """The wait ended, however it ended."""
         self.starter = None
-        self.done.set()
+        if self._done is not None:
+            self._done.set()
+
+    def _wait_done(self, timeout: float | None) -> bool:
+        done = self._done
+        return done is None or done.wait(timeout)
 
     def other_thread_starting(self) -> bool:
         """Whether a thread other than this one waits in start()."""
@@ -142,7 +147,7 @@ class StartGate:
         """Wait (lock released, bounded) for the other thread's start() to end."""
         lock.release()
         try:
-            self.done.wait(None if remaining is None else remaining + KILL_WAIT)
+            self._wait_done(None if remaining is None else remaining + KILL_WAIT)
         finally:
             lock.acquire()
 
@@ -154,8 +159,8 @@ class StartGate:
         run.mark_stopping()
         lock.release()
         try:
-            if not self.done.wait(STOP_START_GRACE):
+            if not self._wait_done(STOP_START_GRACE):
                 kill()
-                self.done.wait(KILL_WAIT)
+                self._wait_done(KILL_WAIT)
         finally:
             lock.acquire()
