@@ -210,9 +210,13 @@ class Executor(SimpleExecutor):
             and type(self).after_start_check is Executor.after_start_check
             and only_event_driven(probe)
         )
+        if event_driven and self._pidfd is not None:
+            # An explicit sleep stays the longest gap, but there is nothing to poll faster for.
+            explicit = PollSchedule(cap=self._sleep, first=self._sleep)
+            return (event_schedule() if self._adaptive else explicit), False
         if event_driven and self._adaptive:
             # Without a pidfd an exit wakes nobody (unless the output ends): keep polling fast.
-            return (event_schedule() if self._pidfd is not None else _FAST), False
+            return _FAST, False
         return super()._poll_schedule()
 
     def _wait_hints(self) -> list[DirectoryWatch]:
