@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -430,6 +431,8 @@ def cleanup_subprocesses() -> None:
 
 registry.install(cleanup_subprocesses)
 
-# At the end: mirakuru.executor builds on SimpleExecutor, and mirakuru.base has always
-# been where Executor is imported from.
-from mirakuru.executor import Executor  # noqa: E402
+# Last: mirakuru.executor builds on SimpleExecutor, and mirakuru.base has always been where
+# Executor is imported from. When mirakuru.executor is imported first, it is the one still
+# running this module, and it fills the name in when it is done.
+if "mirakuru.executor" not in sys.modules:
+    from mirakuru.executor import Executor

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping
 from typing import IO, Any, Self
 
@@ -328,3 +329,4 @@ class Executor(SimpleExecutor):
 
 
 Executor.__module__ = "mirakuru.base"  # its published home, in messages, reprs and docs
+sys.modules["mirakuru.base"].Executor = Executor  # type: ignore[attr-defined]
