@@ -222,7 +222,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         timeout=180,
         quick_timeout=45,
         note="50 start()+stop() cycles (10 in --quick) of "
-        "`OutputExecutor(['sh', '-c', 'echo ready; exec sleep 100'], banner='ready')`.",
+        "`OutputExecutor(['sh', '-c', 'echo ready; exec sleep 100'], banner='ready')`, "
+        "after one uncounted cycle (the first start is the `spawn` row).",
     ),
     Scenario(
         "flood",
@@ -259,7 +260,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         timeout=300,
         quick_timeout=45,
         note="Peak RSS is ru_maxrss of the worker after the loop (all executors "
-        "kept referenced; 20 in --quick); growth is relative to ru_maxrss before it.",
+        "kept referenced; 20 in --quick); growth is relative to ru_maxrss before it, "
+        "taken after one uncounted start/stop (imports and one-time set-up excluded).",
     ),
     Scenario(
         "import",
