@@ -115,9 +115,10 @@ def wait_until(
     a hint (say, a file appearing in a watched directory) also restarts the schedule at its
     first, shortest delay, since readiness is probably moments away. With ``adaptive``,
     the schedule's cap follows what one wake-up (the check plus the wait) costs this thread
-    in CPU time, so an expensive check is polled at most about 2.5% of the time, never less
-    often than the schedule's cap (the user's ``sleep``). The check always runs at least
-    once, even with an already expired budget.
+    in CPU time (:func:`~mirakuru.core.schedule.adaptive_cap`: about 2.5% of a core with the
+    default ``sleep``, more for a shorter one), never polling less often than the schedule's
+    cap (the user's ``sleep``). The check always runs at least once, even with an already
+    expired budget.
     """
     if wakeups is None:
         wakeups = PollWakeups(sources, hints, cost_clock)
