@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mirakuru.adapter import procfs
 from mirakuru.adapter.process import forks_so_far
 
 __all__ = ["ENV_SWITCH", "Cgroup", "available", "base", "create"]
@@ -29,16 +30,8 @@ _PREFIX = "mirakuru-"
 
 
 def _read(path: str) -> str | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, 1 << 20).decode(errors="replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    data = procfs.read(path)
+    return None if data is None else data.decode(errors="replace")
 
 
 def _write(path: str, text: str) -> bool:

@@ -22,8 +22,9 @@ import psutil
 from mirakuru.adapter import cgroup
 from mirakuru.adapter.capabilities import capabilities
 from mirakuru.adapter.process import forks_before
+from mirakuru.adapter.procfs import stat_fields
 
-__all__ = ["Identity", "forget", "of", "pin", "start_time", "stat_fields"]
+__all__ = ["Identity", "forget", "of", "pin", "start_time"]
 
 
 @attrs.frozen(slots=True)
@@ -43,22 +44,6 @@ class Identity:
 
 _LOCK_TYPE = type(threading.Lock())
 _pinned: weakref.WeakKeyDictionary[subprocess.Popen[Any], Identity] = weakref.WeakKeyDictionary()
-
-
-def stat_fields(pid: int) -> list[bytes] | None:
-    """The fields of ``/proc/<pid>/stat`` after the command name (state first), or None."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        data = os.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    # The command name may hold spaces and parentheses: split after its last ")".
-    return data[data.rfind(b")") + 2 :].split()
 
 
 def start_time(pid: int) -> float | None:

@@ -9,9 +9,10 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from mirakuru.adapter import procfs
 from mirakuru.adapter.capabilities import capabilities
 
-__all__ = ["ExitWatch", "forks_before", "forks_so_far", "open_pidfd", "send_signal", "spawn"]
+__all__ = ["forks_before", "forks_so_far", "open_pidfd", "send_signal", "spawn"]
 
 _forks_before: weakref.WeakKeyDictionary[subprocess.Popen[Any], int] = weakref.WeakKeyDictionary()
 
@@ -36,16 +37,9 @@ def spawn(argv: list[str] | str, popen_kwargs: Mapping[str, Any]) -> subprocess.
 
 def forks_so_far() -> int | None:
     """How many tasks the kernel has created since boot (``processes`` in ``/proc/stat``)."""
-    try:
-        fd = os.open("/proc/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+    data = procfs.read("/proc/stat")
+    if data is None:
         return None
-    try:
-        data = os.read(fd, 1 << 16)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     start = data.find(b"\nprocesses ")
     if start < 0:
         return None
@@ -89,20 +83,3 @@ def send_signal(pidfd: int | None, pid: int, sig: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-class ExitWatch:
-    """Makes a waiter wake the moment the child exits (its pidfd becomes readable).
-
-    Without pidfds there is nothing to poll, and the waiter's schedule notices the exit.
-    """
-
-    def __init__(self, pidfd: int) -> None:
-        self._pidfd = pidfd
-
-    def fileno(self) -> int:
-        return self._pidfd
-
-    def on_readable(self) -> bool:
-        # Readable stays readable after exit: unregister, the check sees the exit itself.
-        return False

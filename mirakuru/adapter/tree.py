@@ -20,6 +20,8 @@ import psutil
 from mirakuru.adapter.capabilities import capabilities
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.process import open_pidfd
+from mirakuru.adapter.procfs import read as _read
+from mirakuru.adapter.procfs import stat_fields
 
 __all__ = [
     "Member",
@@ -43,32 +45,6 @@ _HAS_PIDFD = hasattr(os, "pidfd_open")
 def _proc_fs() -> bool:
     """Whether to read ``/proc`` directly (False: psutil, as ``MIRAKURU_PORTABLE=1`` forces)."""
     return _HAS_PROC_ENVIRON and capabilities().proc_fs
-
-
-#: One read's worth: a ``stat`` line and most environment blocks fit in a single read.
-_CHUNK = 1 << 16
-
-
-def _read(path: str) -> bytes | None:
-    """A whole ``/proc`` file, or None; ``os`` calls only, as ``open`` may be gone at exit."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        first = os.read(fd, _CHUNK)
-        if len(first) < _CHUNK:
-            # These files answer a read with all they have up to its size: a short read is
-            # the end, and the second read that would confirm it is one syscall per process.
-            return first
-        chunks = [first]
-        while chunk := os.read(fd, _CHUNK):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _read_environ(pid: int | str) -> bytes | None:
@@ -300,11 +276,10 @@ def survey(pid: int, since: float | None) -> tuple[list[Member], set[int] | None
 
 def _stat(pid: int | str) -> tuple[int, int] | None:
     """``(parent PID, start time)`` from ``/proc/<pid>/stat``, or None if it is gone."""
-    data = _read(f"{_PROC}/{pid}/stat")
-    if data is None:
+    # Split only as far as the start time (field 22).
+    fields = stat_fields(pid, _PROC, upto=20)
+    if fields is None:
         return None
-    # Split only as far as the start time (field 22); the command name may hold spaces.
-    fields = data[data.rfind(b")") + 2 :].split(b" ", 20)
     try:
         return int(fields[1]), int(fields[19])
     except (IndexError, ValueError):

@@ -33,7 +33,7 @@ import threading
 
 import attrs
 
-from mirakuru.adapter import identity
+from mirakuru.adapter import identity, procfs
 from mirakuru.adapter.capabilities import capabilities
 
 __all__ = ["ENV_SWITCH", "disable", "enabled", "register", "unregister", "watchdog_pid"]
@@ -193,7 +193,7 @@ def _stuck(link: _Link) -> str | None:
 def _state(pid: int) -> str | None:
     """The one-letter scheduler state of our child ``pid``; None if it is gone."""
     if capabilities().proc_fs:
-        fields = identity.stat_fields(pid)
+        fields = procfs.stat_fields(pid)
         return fields[0][:1].decode() if fields else None
     import psutil  # the portable path only
 
