@@ -123,9 +123,14 @@ class Executor(SimpleExecutor):
         return self._readiness_probe()
 
     def _readiness_probe(self) -> Probe | None:
-        """The readiness probe, built when it is needed (subclasses derive it from their
-        published attributes, such as ``host`` and ``port``, at call time)."""
-        return self._ready
+        """The readiness probe: the one passed as ``ready=``, else :meth:`_derived_probe`."""
+        given: Probe | None = getattr(self, "_ready", None)
+        return given if given is not None else self._derived_probe()
+
+    def _derived_probe(self) -> Probe | None:
+        """The probe a subclass builds from its published attributes (``host``, ``port``,
+        ``filename``...) when it is needed, so later changes to them are obeyed."""
+        return None
 
     @property
     def envvars(self) -> dict[str, str]:

@@ -65,9 +65,7 @@ class HTTPExecutor(TCPExecutor):
         # The published attribute name, for subclasses that read it.
         return self.request_timeout
 
-    def _readiness_probe(self) -> Probe | None:
-        if self._explicit_ready:
-            return super()._readiness_probe()
+    def _derived_probe(self) -> Probe | None:
         # Checked every few ms while waiting: rebuild (and re-validate) only when an
         # attribute changed. Copies of the dicts, so a change made in place is seen too.
         key = (

@@ -29,12 +29,9 @@ class PidExecutor(Executor):
         if not filename:
             raise ValueError(f"PidExecutor needs a filename to wait for, got {filename!r}")
         self.filename = filename
-        self._explicit_ready = kwargs.get("ready") is not None
         super().__init__(command, **kwargs)
 
-    def _readiness_probe(self) -> Probe | None:
-        if self._explicit_ready:
-            return super()._readiness_probe()
+    def _derived_probe(self) -> Probe | None:
         try:
             return pid_file(self.filename)
         except (TypeError, ValueError) as error:

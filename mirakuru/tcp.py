@@ -25,12 +25,9 @@ class TCPExecutor(Executor):
         self.host = host
         self.port = port
         self._built_address: tuple[object, Probe] | None = None
-        self._explicit_ready = kwargs.get("ready") is not None
         super().__init__(command, **kwargs)
 
-    def _readiness_probe(self) -> Probe | None:
-        if self._explicit_ready:
-            return super()._readiness_probe()
+    def _derived_probe(self) -> Probe | None:
         return self._address_probe()
 
     def _occupied_probe(self) -> Probe | None:

@@ -27,12 +27,9 @@ class UnixSocketExecutor(Executor):
     ) -> None:
         """Describe the process and the socket; other arguments as for :class:`Executor`."""
         self.socket = socket_name
-        self._explicit_ready = kwargs.get("ready") is not None
         super().__init__(command, **kwargs)
 
-    def _readiness_probe(self) -> Probe | None:
-        if self._explicit_ready:
-            return super()._readiness_probe()
+    def _derived_probe(self) -> Probe | None:
         try:
             return unix_socket(self.socket)
         except (TypeError, ValueError) as error:
