@@ -6,8 +6,8 @@ from benchmarks.worker.support import (
     BANNER,
     Context,
     clock,
-    read_stamp,
     service_command,
+    start_to_stamp_ms,
     wait_for_file,
 )
 
@@ -34,13 +34,7 @@ def flood_lag(ctx: Context) -> None:
         stamp = ctx.scratch("flood-lag") / "ready"
         cmd = service_command("flood", "--bytes", str(size), "--stamp", str(stamp))
         executor = ctx.mirakuru.OutputExecutor(cmd, banner=BANNER)
-        try:
-            executor.start()
-            returned = clock()
-            written = read_stamp(stamp)
-        finally:
-            executor.stop()
-        ctx.record("lag_ms", (returned - written) * 1000.0)
+        ctx.record("lag_ms", start_to_stamp_ms(executor, stamp))
 
 
 def after_banner(ctx: Context) -> None:

@@ -15,8 +15,8 @@ from benchmarks.worker.support import (
     Context,
     clock,
     free_port,
-    read_stamp,
     service_command,
+    start_to_stamp_ms,
 )
 
 
@@ -54,20 +54,7 @@ def lag(ctx: Context, kind: str) -> None:
         ctx.status = "n/a"
         ctx.note("published mirakuru has no sd_notify readiness")
         return
-    for _ in range(ctx.pick(3, 1)):
-        tmp = ctx.scratch(kind)
-        stamp = tmp / "ready"
-        # A random phase so a polling implementation's interval is sampled
-        # uniformly instead of always hitting the same point of its cycle.
-        delay = 0.25 + random.uniform(0.0, 0.1)  # noqa: S311 - not crypto
-        executor = build(ctx, kind, delay, stamp, tmp)
-        try:
-            executor.start()
-            returned = clock()
-            ready = read_stamp(stamp)
-        finally:
-            executor.stop()
-        ctx.record("lag_ms", (returned - ready) * 1000.0)
+    _sample_lags(ctx, kind, 0.25, (3, 1))
 
 
 def lag_after(ctx: Context, kind: str, delay: float, reps: tuple[int, int]) -> None:
@@ -78,34 +65,26 @@ def lag_after(ctx: Context, kind: str, delay: float, reps: tuple[int, int]) -> N
     connectable to start() returning: the polling gap, the accept confirmation, and the
     work done after the check succeeded.
     """
-    for _ in range(ctx.pick(*reps)):
-        tmp = ctx.scratch(kind)
-        stamp = tmp / "ready"
-        phase = random.uniform(0.0, 0.1)  # noqa: S311 - not crypto
-        executor = build(ctx, kind, delay + phase, stamp, tmp)
-        try:
-            executor.start()
-            returned = clock()
-            ready = read_stamp(stamp)
-        finally:
-            executor.stop()
-        ctx.record("lag_ms", (returned - ready) * 1000.0)
+    _sample_lags(ctx, kind, delay, reps)
 
 
 def lag_with_sleep(ctx: Context, kind: str, sleep: float) -> None:
     """Lag at an explicit ``sleep``, server listening after 250 ms (plus a random phase)."""
-    for _ in range(ctx.pick(5, 2)):
+    _sample_lags(ctx, kind, 0.25, (5, 2), sleep=sleep)
+
+
+def _sample_lags(
+    ctx: Context, kind: str, delay: float, reps: tuple[int, int], **options: float
+) -> None:
+    """Record the lag of ``reps`` starts of a ``kind`` fixture ready after ``delay`` s."""
+    for _ in range(ctx.pick(*reps)):
         tmp = ctx.scratch(kind)
         stamp = tmp / "ready"
-        delay = 0.25 + random.uniform(0.0, 0.1)  # noqa: S311 - not crypto
-        executor = build(ctx, kind, delay, stamp, tmp, sleep=sleep)
-        try:
-            executor.start()
-            returned = clock()
-            ready = read_stamp(stamp)
-        finally:
-            executor.stop()
-        ctx.record("lag_ms", (returned - ready) * 1000.0)
+        # A random phase so a polling implementation's interval is sampled
+        # uniformly instead of always hitting the same point of its cycle.
+        phase = random.uniform(0.0, 0.1)  # noqa: S311 - not crypto
+        executor = build(ctx, kind, delay + phase, stamp, tmp, **options)
+        ctx.record("lag_ms", start_to_stamp_ms(executor, stamp))
 
 
 def waiting_cpu(ctx: Context, kind: str, **options: float) -> None:

@@ -93,6 +93,17 @@ def read_stamp(path: Path, timeout: float = 10.0) -> float:
             time.sleep(0.002)
 
 
+def start_to_stamp_ms(executor: Any, stamp: Path) -> float:
+    """Milliseconds from the fixture's stamp (written at readiness) to start() returning."""
+    try:
+        executor.start()
+        returned = clock()
+        ready = read_stamp(stamp)
+    finally:
+        executor.stop()
+    return (returned - ready) * 1000.0
+
+
 def wait_for_file(path: Path, timeout: float) -> float | None:
     """Seconds until ``path`` exists, or None if it did not within ``timeout``."""
     start = clock()
