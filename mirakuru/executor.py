@@ -261,7 +261,7 @@ class Executor(SimpleExecutor):
             self._gate.enter()
         try:
             try:
-                self.wait_for(self._check_unless_stopped(self._surely_refused()))
+                self.wait_for(self._start_check(self._surely_refused()))
                 if run is not None and run.stopping:
                     raise self._stopped_error()
             except BaseException as error:
@@ -287,7 +287,7 @@ class Executor(SimpleExecutor):
         probe = self._readiness_probe()
         return refusal(probe) if stock and probe is not None else None
 
-    def _check_unless_stopped(self, refused: Callable[[], bool] | None) -> Callable[[], bool]:
+    def _start_check(self, refused: Callable[[], bool] | None) -> Callable[[], bool]:
         def check() -> bool:
             run = self._run
             if run is None or run.stopping:
