@@ -163,6 +163,25 @@ SCENARIOS: tuple[Scenario, ...] = (
         "socket table (sock_diag) instead of connecting, with a real connect every 0.1 s.",
     ),
     Scenario(
+        "cpu-sdnotify",
+        "CPU burned while start() waits ~2 s, sd_notify (event-driven)",
+        (
+            Metric("cpu_pct", "waiting CPU", "% core", digits=2),
+            Metric(
+                "cpu_ms",
+                "CPU time of that start()",
+                "ms",
+                target=Target(TargetKind.RATIO_AT_MOST, 1.0),
+                digits=2,
+            ),
+        ),
+        timeout=60,
+        quick_timeout=30,
+        note=_CPU_NOTE + " Ours waits for `READY=1` on its notify socket; published "
+        "has no sd_notify readiness, so its column is what its users wait with instead "
+        "(`OutputExecutor` polling for a banner every 0.1 s, ready after the same 2 s).",
+    ),
+    Scenario(
         "stop-term",
         "stop() of a process that honours SIGTERM",
         (

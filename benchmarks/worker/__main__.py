@@ -35,6 +35,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "cpu-tcp": partial(readiness.waiting_cpu, kind="tcp"),
     "cpu-output": partial(readiness.waiting_cpu, kind="output"),
     "cpu-http": partial(readiness.waiting_cpu, kind="http"),
+    "cpu-sdnotify": partial(readiness.waiting_cpu, kind="sdnotify"),
     "lag-tcp-250ms": partial(readiness.lag_after, kind="tcp", delay=0.25, reps=(5, 2)),
     "lag-tcp-1s": partial(readiness.lag_after, kind="tcp", delay=1.0, reps=(3, 1)),
     "lag-tcp-5s": partial(readiness.lag_after, kind="tcp", delay=5.0, reps=(2, 1)),
