@@ -316,9 +316,10 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 _LISTEN_NOTE = (
-    "The fixture sleeps {delay} (plus a random 0-100 ms phase) after its interpreter "
-    "started, listens, and stamps CLOCK_MONOTONIC right after listen() returned; lag is "
-    "start() returning minus that stamp. Default `sleep`."
+    "The fixture sleeps {delay} (plus a 0-100 ms phase: one per equal slice of that "
+    "range in each run, so published's 0.1 s polling cycle is sampled evenly) after its "
+    "interpreter started, listens, and stamps CLOCK_MONOTONIC right after listen() "
+    "returned; lag is start() returning minus that stamp. Default `sleep`."
 )
 
 
