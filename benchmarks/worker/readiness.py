@@ -54,7 +54,7 @@ def lag(ctx: Context, kind: str) -> None:
         ctx.status = "n/a"
         ctx.note("published mirakuru has no sd_notify readiness")
         return
-    _sample_lags(ctx, kind, 0.25, (3, 1))
+    _sample_lags(ctx, kind, 0.25, (6, 1))
 
 
 def lag_after(ctx: Context, kind: str, delay: float, reps: tuple[int, int]) -> None:
