@@ -158,7 +158,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         ),
         timeout=60,
         quick_timeout=30,
-        note=_CPU_NOTE + " The trade: ours checks every ~5 ms (published every 100 ms) "
+        note=_CPU_NOTE + " The trade: ours checks every ~4 ms (published every 100 ms) "
         "to keep the lag ~10x lower; while nothing listens, a check asks the kernel's "
         "socket table (sock_diag) instead of connecting, with a real connect every 0.1 s.",
     ),

@@ -32,7 +32,7 @@ class _DefaultSleep(float):
         return repr(float(self))
 
 
-#: When ``sleep`` is left at this default, polling is adaptive (about 1 ms to 5 ms for
+#: When ``sleep`` is left at this default, polling is adaptive (about 1 ms to 4 ms for
 #: cheap checks); an explicit ``sleep`` becomes the longest interval between checks.
 DEFAULT_SLEEP = _DefaultSleep(MAX_AUTO_CAP)
 

@@ -132,7 +132,7 @@ class TestAdaptiveCap:
 
     @given(cost=costs)
     def test_within_bounds(self, cost: float) -> None:
-        """Left at the default, the automatic cap stays between 5 ms and the published 0.1 s."""
+        """Left at the default, the automatic cap stays between 4 ms and the published 0.1 s."""
         assert MIN_AUTO_CAP <= adaptive_cap(cost) <= MAX_AUTO_CAP
 
     @given(cost=costs, ceiling=caps)
@@ -142,12 +142,12 @@ class TestAdaptiveCap:
 
     @given(cost=costs, ceiling=caps)
     def test_never_below_the_floor(self, cost: float, ceiling: float) -> None:
-        """No check is polled faster than every 5 ms, or a quarter of a shorter ``sleep``."""
+        """No check is polled faster than every 4 ms, or a quarter of a shorter ``sleep``."""
         assert adaptive_cap(cost, ceiling) >= min(MIN_AUTO_CAP, ceiling / SHORT_SLEEP_SPEEDUP)
 
     @given(cost=costs, ceiling=st.floats(min_value=MAX_AUTO_CAP, max_value=60.0))
     def test_default_and_longer_sleeps_keep_the_share(self, cost: float, ceiling: float) -> None:
-        """From the default ``sleep`` up, the cap is the 5 ms floor or 40 times the cost."""
+        """From the default ``sleep`` up, the cap is the 4 ms floor or 40 times the cost."""
         assert adaptive_cap(cost, ceiling) == min(ceiling, max(MIN_AUTO_CAP, cost * COST_RATIO))
 
     @given(
@@ -180,7 +180,7 @@ class TestAdaptiveCap:
 
     @given(cost=st.floats(min_value=0.0, max_value=MIN_AUTO_CAP / COST_RATIO), ceiling=caps)
     def test_cheap_checks_sit_at_the_floor(self, cost: float, ceiling: float) -> None:
-        """A cheap check is polled every 5 ms (or a quarter of a ``sleep`` under 20 ms)."""
+        """A cheap check is polled every 4 ms (or a quarter of a ``sleep`` under 16 ms)."""
         assert adaptive_cap(cost, ceiling) == pytest.approx(
             min(MIN_AUTO_CAP, ceiling / SHORT_SLEEP_SPEEDUP)
         )
@@ -200,7 +200,7 @@ class TestAdaptiveCap:
         ],
     )
     def test_examples(self, cost: float, ceiling: float, cap: float) -> None:
-        """Cheap checks poll every 5 ms (a quarter of a short ``sleep``); slow ones back
+        """Cheap checks poll every 4 ms (a quarter of a short ``sleep``); slow ones back
         off, to ``sleep`` at most."""
         assert adaptive_cap(cost, ceiling) == pytest.approx(cap)
 
@@ -239,7 +239,7 @@ class TestSimulatedLag:
         cost=st.floats(min_value=0.0, max_value=MIN_AUTO_CAP / COST_RATIO),
     )
     def test_default_lag_stays_at_the_floor(self, ready_at: float, cost: float) -> None:
-        """With the default ``sleep``, readiness after 0.25 s or 5 s is seen within 5 ms."""
+        """With the default ``sleep``, readiness after 0.25 s or 5 s is seen within 4 ms."""
         lag, _ = simulate_detection(ready_at, MAX_AUTO_CAP, cost)
         assert lag <= MIN_AUTO_CAP + 2 * cost + 1e-9
 
