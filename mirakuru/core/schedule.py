@@ -22,9 +22,9 @@ FIRST_DELAY = 0.001
 GROWTH = 1.5
 #: Floor of the automatic cap: a cheap check every 4 ms is seen ~2 ms late on average, a
 #: twentieth of the published 0.1 s polling. (At 5 ms, an HTTP server's own ~1 ms to answer
-#: its first request put the lag at about 0.09 of published's: measured ratios straddled
-#: 0.1. On a 2-vCPU VM, 2 s of checks every 4 ms cost what every 5 ms did, 19-24 ms of CPU:
-#: a wake-up is cheaper the shorter the sleep before it.)
+#: its first request put the lag at about 0.09 of published's, and measured ratios
+#: straddled 0.1. The price, on a 2-vCPU VM: 2 s of checks cost 22-31 ms of CPU instead of
+#: 18-25, since a wake-up after a shorter sleep is a little cheaper.)
 MIN_AUTO_CAP = 0.004
 #: Ceiling of the automatic cap when the user gave no ``sleep``: never poll more lazily
 #: than the published 0.1 s default.
