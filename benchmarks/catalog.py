@@ -95,6 +95,17 @@ _CPU_NOTE = (
     "one warm-up start/stop."
 )
 _CPU_MS = Metric("cpu_ms", "CPU time of that start()", "ms", digits=2)
+
+
+def _cpu_within(ratio: float) -> tuple[Metric, Metric]:
+    """Waiting CPU as % of a core, and that start()'s CPU time held to ``ratio`` of published's."""
+    target = Target(TargetKind.RATIO_AT_MOST, ratio)
+    return (
+        Metric("cpu_pct", "waiting CPU", "% core", digits=2),
+        Metric("cpu_ms", "CPU time of that start()", "ms", target=target, digits=2),
+    )
+
+
 _STOP_MS = Metric("stop_ms", "stop() latency", "ms")
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -129,16 +140,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "cpu-output",
         "CPU burned while start() waits ~2 s, output (event-driven)",
-        (
-            Metric("cpu_pct", "waiting CPU", "% core", digits=2),
-            Metric(
-                "cpu_ms",
-                "CPU time of that start()",
-                "ms",
-                target=Target(TargetKind.RATIO_AT_MOST, 1.0),
-                digits=2,
-            ),
-        ),
+        _cpu_within(1.0),
         timeout=60,
         quick_timeout=30,
         note=_CPU_NOTE,
@@ -146,16 +148,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "cpu-http",
         "CPU burned while start() waits ~2 s, HTTP (polled)",
-        (
-            Metric("cpu_pct", "waiting CPU", "% core", digits=2),
-            Metric(
-                "cpu_ms",
-                "CPU time of that start()",
-                "ms",
-                target=Target(TargetKind.RATIO_AT_MOST, 1.5),
-                digits=2,
-            ),
-        ),
+        _cpu_within(1.5),
         timeout=60,
         quick_timeout=30,
         note=_CPU_NOTE + " The trade: ours checks every ~4 ms (published every 100 ms) "
@@ -165,16 +158,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "cpu-sdnotify",
         "CPU burned while start() waits ~2 s, sd_notify (event-driven)",
-        (
-            Metric("cpu_pct", "waiting CPU", "% core", digits=2),
-            Metric(
-                "cpu_ms",
-                "CPU time of that start()",
-                "ms",
-                target=Target(TargetKind.RATIO_AT_MOST, 1.0),
-                digits=2,
-            ),
-        ),
+        _cpu_within(1.0),
         timeout=60,
         quick_timeout=30,
         note=_CPU_NOTE + " Ours waits for `READY=1` on its notify socket; published "
