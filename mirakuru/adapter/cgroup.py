@@ -128,6 +128,8 @@ def available() -> bool:
 
 #: How long a deferred adoption waits for a reaper holding Popen's lock before giving up.
 _GUARD_WAIT = 10.0
+#: How long start() waits for the cgroup thread to begin a move (a thread switch, normally).
+_HANDOFF_WAIT = 0.1
 
 
 class Cgroup:
@@ -173,28 +175,29 @@ class Cgroup:
 
         The kernel makes a move wait for an RCU grace period (~10 ms, more under load)
         unless another move happened a moment ago, so the child runs outside the cgroup
-        that long whether the caller waits or not: returns at once. Waiting until the
-        cgroup thread had begun cost every start() two thread switches (~0.1 ms) and
-        sealed no more trees (275-283 of 300 without it, 276-295 with it, in a loop that
-        computes after each start): the thread gets the interpreter as soon as this one
-        blocks or its switch interval ends. The kernel looks the PID up only after that
-        wait, so ``guard`` is held from before the write until after it: the child cannot
-        be reaped and its PID recycled first.
+        that long whether the caller waits or not: returns once the cgroup thread has begun
+        (so the move is not left waiting for this thread to let go of the interpreter).
+        The kernel looks the PID up only after that wait, so ``guard`` is held from before
+        the write until after it: the child cannot be reaped and its PID recycled first.
         """
         settled = self._settled = threading.Event()
+        begun = threading.Event()
         try:
-            _submit(lambda: self._adopt_guarded(pid, guard, reaped, settled, forks_before))
+            _submit(lambda: self._adopt_guarded(pid, guard, reaped, begun, settled, forks_before))
         except RuntimeError:  # no new thread at interpreter shutdown: move it here
-            self._adopt_guarded(pid, guard, reaped, settled, forks_before)
+            self._adopt_guarded(pid, guard, reaped, begun, settled, forks_before)
+        begun.wait(_HANDOFF_WAIT)
 
     def _adopt_guarded(
         self,
         pid: int,
         guard: Any,
         reaped: Callable[[], bool],
+        begun: threading.Event,
         settled: threading.Event,
         forks_before: int | None = None,
     ) -> None:
+        begun.set()
         try:
             _warm_up()
             deadline = time.monotonic() + _GUARD_WAIT
