@@ -263,7 +263,7 @@ class SimpleExecutor(PublishedAttributes, Teardown):
         kwargs = self._popen_kwargs
         argv: Any = self.command if kwargs.get("shell") else list(self.command_parts)
         try:
-            process = spawn(argv, kwargs)
+            process = spawn(argv, kwargs, self._uuid)
         except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
             program = self.command if kwargs.get("shell") else str(self.command_parts[0])
             self._fire(Trigger.FAIL, f"cannot run {program!r}")

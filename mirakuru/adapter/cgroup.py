@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mirakuru.adapter import procfs
-from mirakuru.adapter.process import forks_so_far
+from mirakuru.adapter.procfs import forks_so_far
 
-__all__ = ["ENV_SWITCH", "Cgroup", "available", "base", "create"]
+__all__ = ["ENV_SWITCH", "Cgroup", "available", "base", "create", "warm_up"]
 
 #: Set to ``0`` (or ``false``, ``no``, ``off``) to give services no cgroup of their own.
 ENV_SWITCH = "MIRAKURU_CGROUP"
@@ -130,6 +130,7 @@ def available() -> bool:
 _GUARD_WAIT = 10.0
 #: How long start() waits for the cgroup thread to begin a move (a thread switch, normally).
 _HANDOFF_WAIT = 0.1
+_LOCK_TYPE = type(threading.Lock())
 
 
 class Cgroup:
@@ -168,6 +169,30 @@ class Cgroup:
             return False
         return self._sealed and _leaf(self.path)
 
+    def adopt_child(self, process: Any, forks_before: int | None = None) -> None:
+        """Move ``process`` (a Popen we just created) in now, holding Popen's reaping lock.
+
+        The lock keeps the child from being reaped, and its PID recycled, until the move has
+        landed. Held by someone else (a poll() on another thread), the move goes to the
+        cgroup thread instead (:meth:`adopt_soon`), rather than wait here.
+        """
+        guard = getattr(process, "_waitpid_lock", None)
+        if not isinstance(guard, _LOCK_TYPE):
+            self.adopt(process.pid, forks_before)
+            return
+        if not guard.acquire(blocking=False):
+            self.adopt_soon(
+                process.pid, guard, lambda: process.returncode is not None, forks_before
+            )
+            return
+        try:
+            if process.returncode is None:
+                moved = _write(os.path.join(self.path, "cgroup.procs"), f"{process.pid}\n")
+                _moved_now()
+                self._seal(moved, forks_before)
+        finally:
+            guard.release()
+
     def adopt_soon(
         self, pid: int, guard: Any, reaped: Callable[[], bool], forks_before: int | None = None
     ) -> None:
@@ -199,7 +224,7 @@ class Cgroup:
     ) -> None:
         begun.set()
         try:
-            _warm_up()
+            warm_up()
             deadline = time.monotonic() + _GUARD_WAIT
             while not guard.acquire(timeout=0.05):
                 if reaped() or time.monotonic() > deadline:
@@ -283,17 +308,19 @@ _last_move = 0.0
 
 
 def _moved_now() -> None:
-    global _last_move  # noqa: PLW0603 - one cgroup thread per process
+    global _last_move  # noqa: PLW0603 - a hint for every thread: a stale one costs one wait
     _last_move = time.monotonic()
 
 
-def _warm_up() -> None:
-    """Pay a cold move's RCU wait (~10 ms) with a no-op move, before holding Popen's lock.
+def warm_up() -> None:
+    """Pay a cold move's RCU wait (~10 ms) with a no-op move, before the move that matters.
 
     The first move after an idle spell makes the kernel wait for a grace period, holding
     the hierarchy's lock; one that follows within a few milliseconds does not. Moving this
     process into the cgroup it is already in changes nothing but takes that wait, so the
-    service's move, under Popen's reaping lock (which stop() and poll() need), is quick.
+    service's move right after it is spawned lands in microseconds: before the service can
+    fork anything out of reach, and without holding Popen's reaping lock (which stop() and
+    poll() need) for long.
     """
     if time.monotonic() - _last_move < _COLD_AFTER:
         return

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import threading
 import weakref
 from typing import Any
 
@@ -21,7 +20,7 @@ import psutil
 
 from mirakuru.adapter import cgroup
 from mirakuru.adapter.capabilities import capabilities
-from mirakuru.adapter.process import forks_before
+from mirakuru.adapter.process import group_of
 from mirakuru.adapter.procfs import stat_fields
 
 __all__ = ["Identity", "forget", "of", "pin", "start_time"]
@@ -42,7 +41,6 @@ class Identity:
         return self.started is not None and pid == self.pid and start_time(pid) == self.started
 
 
-_LOCK_TYPE = type(threading.Lock())
 _pinned: weakref.WeakKeyDictionary[subprocess.Popen[Any], Identity] = weakref.WeakKeyDictionary()
 
 
@@ -62,30 +60,23 @@ def start_time(pid: int) -> float | None:
         return None
 
 
-def pin(process: subprocess.Popen[Any], token: str) -> Identity | None:
-    """Record the identity of a freshly spawned child and give it its own cgroup if we can.
+def pin(process: subprocess.Popen[Any]) -> Identity | None:
+    """Record the identity of a freshly spawned child, with the cgroup spawn() moved it into.
 
     Tolerates stand-ins for Popen (tests of users' mocks): anything odd gives None.
     """
     pid = getattr(process, "pid", None)
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return None
+    group = group_of(process)  # made and joined in spawn(), before the child could fork
     if getattr(process, "returncode", None) is not None:
+        if group is not None:
+            group.remove()  # only if empty: whatever the child left there is not ours to kill
         return None
     pgid = sid = None
     with contextlib.suppress(OSError):
         pgid = os.getpgid(pid)
         sid = os.getsid(pid)
-    group = cgroup.create(token) if capabilities().cgroup else None
-    if group is not None:
-        guard = getattr(process, "_waitpid_lock", None)
-        before = forks_before(process)
-        if isinstance(guard, _LOCK_TYPE):
-            # Off start()'s path (see Cgroup.adopt_soon); Popen sets returncode once reaped.
-            group.adopt_soon(pid, guard, lambda: process.returncode is not None, before)
-        elif not group.adopt(pid, before):
-            group.remove()
-            group = None
     identity = Identity(pid, start_time(pid), pgid, sid, group)
     with contextlib.suppress(TypeError):
         _pinned[process] = identity

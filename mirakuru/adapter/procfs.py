@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["read", "stat_fields"]
+__all__ = ["forks_so_far", "read", "stat_fields"]
 
 #: One read's worth: a ``stat`` line and most environment blocks fit in a single read.
 _CHUNK = 1 << 16
@@ -47,3 +47,18 @@ def stat_fields(pid: int | str, proc: str = "/proc", upto: int = -1) -> list[byt
         return None
     # The command name may hold spaces and parentheses: split after its last ")".
     return data[data.rfind(b")") + 2 :].split(b" " if upto >= 0 else None, upto)
+
+
+def forks_so_far() -> int | None:
+    """How many tasks the kernel has created since boot (``processes`` in ``/proc/stat``)."""
+    data = read("/proc/stat")
+    if data is None:
+        return None
+    start = data.find(b"\nprocesses ")
+    if start < 0:
+        return None
+    end = data.find(b"\n", start + 1)
+    try:
+        return int(data[start + 11 : end if end > 0 else None])
+    except ValueError:
+        return None

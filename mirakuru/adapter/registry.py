@@ -63,7 +63,7 @@ def track(executor: Killable) -> None:
     group = None
     pinned = None
     if process is not None:
-        pinned = identity.pin(process, executor._uuid)
+        pinned = identity.pin(process)
         if pinned is not None and pinned.pgid == pinned.pid:
             group = pinned.pgid  # only a group the service leads is ours to kill whole
     with contextlib.suppress(AttributeError, TypeError):

@@ -54,6 +54,6 @@ def test_warm_up_leaves_this_process_where_it_was() -> None:
     with open("/proc/self/cgroup") as before:
         where = before.read()
     cgroup._last_move = 0.0  # as after an idle spell
-    cgroup._warm_up()
+    cgroup.warm_up()
     with open("/proc/self/cgroup") as after:
         assert after.read() == where
