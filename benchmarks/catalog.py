@@ -431,6 +431,17 @@ SCENARIOS += (
         "after one uncounted first start; start() is timed alone.",
     ),
     Scenario(
+        "spawn-cold",
+        "SimpleExecutor.start() after 0.2 s with no start",
+        (Metric("start_ms", "start() time", "ms", digits=2),),
+        timeout=60,
+        quick_timeout=30,
+        note="`SimpleExecutor(['sleep', '100'])`, 8 starts (2 in --quick), each stopped and "
+        "followed by 0.2 s of sleep. No target: with a cgroup, our cold start() pays the "
+        "kernel's RCU grace period before spawning, so that the service is in its cgroup "
+        "before it can fork (see docs/teardown.rst).",
+    ),
+    Scenario(
         "flood-lag",
         "banner after 50 MiB of output: start() return minus the banner's write",
         (

@@ -48,6 +48,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "cycles-sleep01": partial(throughput.cycles, sleep=0.01),
     "stop-stragglers": stopping.stop_stragglers,
     "spawn-loop": throughput.spawn_loop,
+    "spawn-cold": throughput.spawn_cold,
     "flood-lag": output.flood_lag,
     "stop-term": stopping.stop_term,
     "stop-ignore": stopping.stop_ignore,

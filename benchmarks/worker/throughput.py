@@ -8,9 +8,14 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from typing import Any
 
 from benchmarks.worker.support import TRIVIAL, TRIVIAL_BANNER, Context, clock
+
+#: How long spawn-cold sits idle before each start: longer than the kernel keeps a cgroup
+#: move's fast path (a few ms after the last move).
+IDLE = 0.2
 
 
 def _trivial(ctx: Context) -> Any:
@@ -113,3 +118,17 @@ def import_time(ctx: Context) -> None:
         bare.append(_time_python("pass", env, cwd))
     delta = statistics.median(with_import) - statistics.median(bare)
     ctx.record("import_ms", delta * 1000.0)
+
+
+def spawn_cold(ctx: Context) -> None:
+    """start() of a SimpleExecutor after an idle spell (as a test's first fixture sees it)."""
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    mk = ctx.mirakuru
+    for _ in range(ctx.pick(8, 2)):
+        time.sleep(IDLE)  # the idle spell is what is measured, not a synchronisation
+        executor = mk.SimpleExecutor([sleep, "100"])
+        begin = clock()
+        executor.start()
+        elapsed = clock() - begin
+        executor.stop()
+        ctx.record("start_ms", elapsed * 1000.0)

@@ -336,6 +336,50 @@ report(seconds=time.monotonic() - began)
     return _stop_scenario(repo, mark, body)
 
 
+def quick_setsid_daemon(repo: str, mark: str) -> Outcome:
+    """As :func:`setsid_daemon`, from ``sh``: the daemon exists within a millisecond of exec."""
+    body = """
+daemon_line = "(setsid env -i sh -c 'echo $$; exec sleep 60' &)"
+ex = SimpleExecutor(["sh", "-c", daemon_line], envvars=MARK).start()
+daemon = int(ex.output().readline())
+report(pids=[daemon], token=ex._uuid)
+began = time.monotonic()
+try:
+    ex.stop()
+except Exception:
+    pass
+report(seconds=time.monotonic() - began)
+"""
+    return _stop_scenario(repo, mark, body)
+
+
+def daemonized_redis(repo: str, mark: str) -> Outcome:
+    """``redis-server --daemonize yes``: forks, setsid()s, and its title blanks its environ."""
+    body = """
+import tempfile
+where = tempfile.mkdtemp(prefix="fault-redis-")
+pidfile = os.path.join(where, "redis.pid")
+ex = SimpleExecutor(
+    ["redis-server", "--port", "0", "--unixsocket", os.path.join(where, "redis.sock"),
+     "--save", "", "--daemonize", "yes", "--pidfile", pidfile, "--dir", where],
+    envvars=MARK,
+).start()
+deadline = time.monotonic() + 10
+while not (os.path.exists(pidfile) and open(pidfile).read().strip()):
+    assert time.monotonic() < deadline, "redis wrote no pidfile"
+    time.sleep(0.005)  # redis writes it after daemonizing: nothing to wait on but the file
+daemon = int(open(pidfile).read())
+report(pids=[daemon], token=ex._uuid)
+began = time.monotonic()
+try:
+    ex.stop()
+except Exception:
+    pass
+report(seconds=time.monotonic() - began)
+"""
+    return _stop_scenario(repo, mark, body)
+
+
 def fork_then_exit(repo: str, mark: str) -> Outcome:
     """A forked child exits with sys.exit(0); the parent's service survives and stops cleanly."""
     body = """
@@ -453,6 +497,8 @@ SCENARIOS: dict[str, Callable[[str, str], Outcome]] = {
     "200-process tree": big_tree,
     "stragglers after leader exit": stragglers,
     "setsid env-wiping daemon": setsid_daemon,
+    "setsid env-wiping daemon from sh": quick_setsid_daemon,
+    "redis-server --daemonize yes": daemonized_redis,
     "fork-then-exit": fork_then_exit,
     "dead watchdog, SIGPIPE=SIG_DFL": dead_watchdog,
     "SIGSTOPped watchdog": stopped_watchdog,

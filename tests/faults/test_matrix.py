@@ -12,12 +12,27 @@ import pytest
 from mirakuru.adapter.capabilities import capabilities
 from tests.faults import matrix, programs
 
+#: Daemons that leave the tree, the process group and the marker: only a cgroup holds them.
+DAEMONS = {
+    "setsid env-wiping daemon",
+    "setsid env-wiping daemon from sh",
+    "redis-server --daemonize yes",
+}
+#: Programs a scenario runs besides Python.
+NEEDS = {
+    "setsid env-wiping daemon from sh": ("setsid",),
+    "redis-server --daemonize yes": ("redis-server",),
+}
+
 
 @pytest.mark.parametrize("name", list(matrix.SCENARIOS))
 def test_scenario(name: str, mark: str) -> None:
     """Each scenario leaves nothing running, stays bounded and spares the look-alike."""
-    if name == "setsid env-wiping daemon" and not capabilities().cgroup:
+    if name in DAEMONS and not capabilities().cgroup:
         pytest.skip("without a cgroup such a daemon escapes, as docs/teardown.rst says")
+    for program in NEEDS.get(name, ()):
+        if shutil.which(program) is None:
+            pytest.skip(f"needs {program}")
     outcome = matrix.SCENARIOS[name](programs.REPO, mark)
     assert outcome.survivors == 0, outcome
     assert not outcome.bystander_hit, outcome
