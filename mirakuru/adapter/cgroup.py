@@ -188,7 +188,6 @@ class Cgroup:
         try:
             if process.returncode is None:
                 moved = _write(os.path.join(self.path, "cgroup.procs"), f"{process.pid}\n")
-                _moved_now()
                 self._seal(moved, forks_before)
         finally:
             guard.release()
@@ -232,7 +231,6 @@ class Cgroup:
             try:
                 if not reaped():
                     moved = _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n")
-                    _moved_now()
                     self._seal(moved, forks_before)
             finally:
                 guard.release()
@@ -302,33 +300,22 @@ class Cgroup:
         return f"<Cgroup {self.path}>"
 
 
-#: After this long without a move, the kernel's next one waits out an RCU grace period.
-_COLD_AFTER = 0.004
-_last_move = 0.0
-
-
-def _moved_now() -> None:
-    global _last_move  # noqa: PLW0603 - a hint for every thread: a stale one costs one wait
-    _last_move = time.monotonic()
-
-
 def warm_up() -> None:
-    """Pay a cold move's RCU wait (~10 ms) with a no-op move, before the move that matters.
+    """Pay a cold move's RCU wait (~5 ms) with a no-op move, before the move that matters.
 
     The first move after an idle spell makes the kernel wait for a grace period, holding
-    the hierarchy's lock; one that follows within a few milliseconds does not. Moving this
-    process into the cgroup it is already in changes nothing but takes that wait, so the
-    service's move right after it is spawned lands in microseconds: before the service can
-    fork anything out of reach, and without holding Popen's reaping lock (which stop() and
-    poll() need) for long.
+    the hierarchy's lock; one that follows within about a grace period does not. Moving
+    this process into the cgroup it is already in changes nothing but takes that wait, so
+    the service's move right after it is spawned lands in microseconds: before the service
+    can fork anything out of reach, and without holding Popen's reaping lock (which stop()
+    and poll() need) for long. Done on every spawn: when the hierarchy is warm it costs
+    one write (~25 us), and guessing from the time of our last move misses other processes'
+    moves and a grace period shorter than the guess.
     """
-    if time.monotonic() - _last_move < _COLD_AFTER:
-        return
     mount, own = _mount(), _own_path()
     if mount is not None and own is not None:
         here = os.path.normpath(os.path.join(mount, own.lstrip("/")))
         _write(os.path.join(here, "cgroup.procs"), f"{os.getpid()}\n")
-    _moved_now()
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""A service's cgroup move happens off start()'s path, and still lands before it matters."""
+"""A service is in its own cgroup before start() goes on: no move is left pending."""
 
 from __future__ import annotations
 
@@ -15,19 +15,19 @@ BOUND = 30.0
 pytestmark = pytest.mark.skipif(not capabilities().cgroup, reason="needs a writable cgroup v2")
 
 
-def test_started_service_lands_in_its_cgroup() -> None:
-    """Once the deferred move settles, the leader is a member of its own cgroup."""
+def test_started_service_is_in_its_cgroup_when_start_returns() -> None:
+    """No move is left pending: the leader is a member as soon as start() returns."""
     with SimpleExecutor(sleeper()) as executor:
         assert executor.process is not None
         pinned = identity.of(executor.process)
         assert pinned is not None
         assert pinned.group is not None
-        assert pinned.group.settle(BOUND)
+        assert pinned.group.settle(0.0)
         assert pinned.group.holds(executor.process.pid)
 
 
 def test_stop_right_after_start_leaves_nothing_in_the_cgroup() -> None:
-    """stop() racing the pending move still leaves the cgroup empty (or already removed)."""
+    """stop() right after start() leaves the cgroup empty (or already removed)."""
     executor = SimpleExecutor(sleeper()).start()
     assert executor.process is not None
     pinned = identity.of(executor.process)
@@ -53,7 +53,6 @@ def test_warm_up_leaves_this_process_where_it_was() -> None:
     """The no-op move that pays a cold move's wait moves nobody."""
     with open("/proc/self/cgroup") as before:
         where = before.read()
-    cgroup._last_move = 0.0  # as after an idle spell
     cgroup.warm_up()
     with open("/proc/self/cgroup") as after:
         assert after.read() == where
