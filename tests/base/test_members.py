@@ -6,12 +6,27 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import mirakuru.base
 from mirakuru import SimpleExecutor, TimeoutExpired
 from tests.base.programs import sleeper
 from tests.helpers import marked_processes, wait_until
+
+#: The marked processes of ``sh -c "sleep 60 & wait"`` once its child has exec'd.
+SH_SLEEP = ["sh", "sleep"]
+
+
+def names(processes: list[psutil.Process]) -> list[str]:
+    """The programs' names, skipping any that exited meanwhile."""
+    found = []
+    for process in processes:
+        try:
+            found.append(process.name())
+        except psutil.Error:
+            continue
+    return found
 
 
 def current_process(executor: SimpleExecutor) -> subprocess.Popen[str] | None:
@@ -164,7 +179,8 @@ class TestKillAllKids:
         process = executor.process
         assert process is not None
         try:
-            assert wait_until(lambda: len(marked_processes(executor)) == 2)
+            # Until the forked shell has exec'd sleep, its environ may read empty mid-exec.
+            assert wait_until(lambda: sorted(names(marked_processes(executor))) == SH_SLEEP)
             marked = {p.pid for p in marked_processes(executor)}
             assert executor._kill_all_kids(executor._stop_signal) >= marked - {process.pid}
         finally:

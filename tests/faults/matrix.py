@@ -169,7 +169,7 @@ def _cleanup(processes: list[psutil.Process], mark: str) -> None:
 
 def _launch(
     repo: str, body: str, mark: str, env: dict[str, str]
-) -> tuple[subprocess.Popen[str], dict[str, object]]:
+) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
     driver = subprocess.Popen(
         _driver(repo, body),
         cwd=tempfile.gettempdir(),  # redis-server writes dump.rdb into its working directory
@@ -177,13 +177,13 @@ def _launch(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        bufsize=0,  # unbuffered: readline() takes no more than the first report (see _drain)
     )
     assert driver.stdout is not None
     line = driver.stdout.readline()
     if not line:
         _, err = driver.communicate(timeout=BOUND)
-        raise AssertionError(f"driver failed before reporting: {err[-2000:]}")
+        raise AssertionError(f"driver failed before reporting: {err[-2000:].decode()}")
     return driver, json.loads(line)
 
 
@@ -218,7 +218,7 @@ def owner_dies(
     return Outcome(left, seconds, int(fields["fds"]), hit)  # type: ignore[call-overload]
 
 
-def _drain(pipe: IO[str] | None) -> str:
+def _drain(pipe: IO[bytes] | None) -> str:
     """What an exited driver wrote to ``pipe``, without waiting for an end of file."""
     if pipe is None:
         return ""
