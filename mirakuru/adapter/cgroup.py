@@ -14,6 +14,7 @@ import contextlib
 import functools
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,15 @@ def _write(path: str, text: str) -> bool:
         return False
     finally:
         os.close(fd)
+    return True
+
+
+def _signal(pid: int, sig: int) -> bool:
+    """Signal our own unreaped child (its PID cannot be recycled); whether it was sent."""
+    try:
+        os.kill(pid, sig)
+    except OSError:  # gone, or not ours to signal any more (it ran a setuid program)
+        return False
     return True
 
 
@@ -173,8 +183,12 @@ class Cgroup:
         """Move ``process`` (a Popen we just created) in now, holding Popen's reaping lock.
 
         The lock keeps the child from being reaped, and its PID recycled, until the move has
-        landed. Held by someone else (a poll() on another thread), the move goes to the
-        cgroup thread instead (:meth:`adopt_soon`), rather than wait here.
+        landed. The child is stopped (SIGSTOP, then SIGCONT) for as long as the move takes:
+        on a loaded machine the hierarchy can go cold again between :func:`warm_up` and
+        here, and a move that waits out a grace period would leave a child that is still
+        running time to fork, ``setsid()`` and wipe its environment outside the cgroup.
+        Held by someone else (a poll() on another thread), the move goes to the cgroup
+        thread instead (:meth:`adopt_soon`), rather than wait here.
         """
         guard = getattr(process, "_waitpid_lock", None)
         if not isinstance(guard, _LOCK_TYPE):
@@ -187,8 +201,13 @@ class Cgroup:
             return
         try:
             if process.returncode is None:
-                moved = _write(os.path.join(self.path, "cgroup.procs"), f"{process.pid}\n")
-                self._seal(moved, forks_before)
+                paused = _signal(process.pid, signal.SIGSTOP)
+                try:
+                    moved = _write(os.path.join(self.path, "cgroup.procs"), f"{process.pid}\n")
+                    self._seal(moved, forks_before)
+                finally:
+                    if paused:
+                        _signal(process.pid, signal.SIGCONT)
         finally:
             guard.release()
 

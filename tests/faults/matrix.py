@@ -336,23 +336,6 @@ report(seconds=time.monotonic() - began)
     return _stop_scenario(repo, mark, body)
 
 
-def quick_setsid_daemon(repo: str, mark: str) -> Outcome:
-    """As :func:`setsid_daemon`, from ``sh``: the daemon exists within a millisecond of exec."""
-    body = """
-daemon_line = "(setsid env -i sh -c 'echo $$; exec sleep 60' &)"
-ex = SimpleExecutor(["sh", "-c", daemon_line], envvars=MARK).start()
-daemon = int(ex.output().readline())
-report(pids=[daemon], token=ex._uuid)
-began = time.monotonic()
-try:
-    ex.stop()
-except Exception:
-    pass
-report(seconds=time.monotonic() - began)
-"""
-    return _stop_scenario(repo, mark, body)
-
-
 def daemonized_redis(repo: str, mark: str) -> Outcome:
     """``redis-server --daemonize yes``: forks, setsid()s, and its title blanks its environ."""
     body = """
@@ -497,7 +480,6 @@ SCENARIOS: dict[str, Callable[[str, str], Outcome]] = {
     "200-process tree": big_tree,
     "stragglers after leader exit": stragglers,
     "setsid env-wiping daemon": setsid_daemon,
-    "setsid env-wiping daemon from sh": quick_setsid_daemon,
     "redis-server --daemonize yes": daemonized_redis,
     "fork-then-exit": fork_then_exit,
     "dead watchdog, SIGPIPE=SIG_DFL": dead_watchdog,

@@ -15,12 +15,10 @@ from tests.faults import matrix, programs
 #: Daemons that leave the tree, the process group and the marker: only a cgroup holds them.
 DAEMONS = {
     "setsid env-wiping daemon",
-    "setsid env-wiping daemon from sh",
     "redis-server --daemonize yes",
 }
 #: Programs a scenario runs besides Python.
 NEEDS = {
-    "setsid env-wiping daemon from sh": ("setsid",),
     "redis-server --daemonize yes": ("redis-server",),
 }
 
