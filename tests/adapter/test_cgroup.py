@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psutil
 import pytest
 
 from mirakuru.adapter import cgroup, identity
@@ -24,6 +25,8 @@ def test_started_service_is_in_its_cgroup_when_start_returns() -> None:
         assert pinned.group is not None
         assert pinned.group.settle(0.0)
         assert pinned.group.holds(executor.process.pid)
+        # Stopped for the move, continued before start() returned.
+        assert psutil.Process(executor.process.pid).status() != psutil.STATUS_STOPPED
 
 
 def test_stop_right_after_start_leaves_nothing_in_the_cgroup() -> None:
