@@ -183,10 +183,12 @@ class Cgroup:
         """Move ``process`` (a Popen we just created) in now, holding Popen's reaping lock.
 
         The lock keeps the child from being reaped, and its PID recycled, until the move has
-        landed. The child is stopped (SIGSTOP, then SIGCONT) for as long as the move takes:
-        on a loaded machine the hierarchy can go cold again between :func:`warm_up` and
-        here, and a move that waits out a grace period would leave a child that is still
-        running time to fork, ``setsid()`` and wipe its environment outside the cgroup.
+        landed. Unless :func:`warm_up` ended just now, the child is stopped (SIGSTOP, then
+        SIGCONT) for as long as the move takes: on a loaded machine the hierarchy can go
+        cold again between the two, and a move that waits out a grace period would leave
+        a running child time to fork, ``setsid()`` and wipe its environment outside the
+        cgroup. (Always stopping costs ~0.3 ms a start on a VM, where each signal to a
+        task on another core is an interrupt between virtual CPUs.)
         Held by someone else (a poll() on another thread), the move goes to the cgroup
         thread instead (:meth:`adopt_soon`), rather than wait here.
         """
@@ -201,7 +203,8 @@ class Cgroup:
             return
         try:
             if process.returncode is None:
-                paused = _signal(process.pid, signal.SIGSTOP)
+                late = time.monotonic() - _warmed_at > _WARM_FOR
+                paused = late and _signal(process.pid, signal.SIGSTOP)
                 try:
                     moved = _write(os.path.join(self.path, "cgroup.procs"), f"{process.pid}\n")
                     self._seal(moved, forks_before)
@@ -319,6 +322,12 @@ class Cgroup:
         return f"<Cgroup {self.path}>"
 
 
+#: How soon after :func:`warm_up` ended the next move surely finds the hierarchy warm:
+#: well under a grace period (a few ms), the least time the kernel keeps it warm.
+_WARM_FOR = 0.0005
+_warmed_at = 0.0
+
+
 def warm_up() -> None:
     """Pay a cold move's RCU wait (~5 ms) with a no-op move, before the move that matters.
 
@@ -331,10 +340,12 @@ def warm_up() -> None:
     one write (~25 us), and guessing from the time of our last move misses other processes'
     moves and a grace period shorter than the guess.
     """
+    global _warmed_at  # noqa: PLW0603 - a hint for every thread: a stale one means a stop
     mount, own = _mount(), _own_path()
     if mount is not None and own is not None:
         here = os.path.normpath(os.path.join(mount, own.lstrip("/")))
-        _write(os.path.join(here, "cgroup.procs"), f"{os.getpid()}\n")
+        if _write(os.path.join(here, "cgroup.procs"), f"{os.getpid()}\n"):
+            _warmed_at = time.monotonic()
 
 
 @functools.cache

@@ -29,6 +29,21 @@ def test_started_service_is_in_its_cgroup_when_start_returns() -> None:
         assert psutil.Process(executor.process.pid).status() != psutil.STATUS_STOPPED
 
 
+def test_a_child_paused_for_a_late_move_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the move may be slow, the child is stopped for it and continued after."""
+    monkeypatch.setattr(cgroup, "_WARM_FOR", -1.0)  # as if Popen had taken too long
+    with SimpleExecutor(["sh", "-c", "echo up; exec sleep 60"]) as executor:
+        assert executor.process is not None
+        pinned = identity.of(executor.process)
+        assert pinned is not None
+        assert pinned.group is not None
+        assert pinned.group.holds(executor.process.pid)
+        output = executor.output()
+        assert output is not None
+        assert output.readline().strip() == "up"  # it went on running after SIGCONT
+        assert psutil.Process(executor.process.pid).status() != psutil.STATUS_STOPPED
+
+
 def test_stop_right_after_start_leaves_nothing_in_the_cgroup() -> None:
     """stop() right after start() leaves the cgroup empty (or already removed)."""
     executor = SimpleExecutor(sleeper()).start()
