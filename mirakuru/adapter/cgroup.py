@@ -206,8 +206,7 @@ class Cgroup:
                 late = time.monotonic() - _warmed_at > _WARM_FOR
                 paused = late and _signal(process.pid, signal.SIGSTOP)
                 try:
-                    moved = _write(os.path.join(self.path, "cgroup.procs"), f"{process.pid}\n")
-                    self._seal(moved, forks_before)
+                    self.adopt(process.pid, forks_before)
                 finally:
                     if paused:
                         _signal(process.pid, signal.SIGCONT)
@@ -252,8 +251,7 @@ class Cgroup:
                     return
             try:
                 if not reaped():
-                    moved = _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n")
-                    self._seal(moved, forks_before)
+                    self.adopt(pid, forks_before)
             finally:
                 guard.release()
         finally:
