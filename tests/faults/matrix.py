@@ -308,6 +308,18 @@ report(seconds=time.monotonic() - began)
     return _stop_scenario(repo, mark, body)
 
 
+#: The end of a daemon scenario's driver: report the daemon, stop, report how long it took.
+_STOP_DAEMON = """
+report(pids=[daemon], token=ex._uuid)
+began = time.monotonic()
+try:
+    ex.stop()
+except Exception:
+    pass
+report(seconds=time.monotonic() - began)
+"""
+
+
 def setsid_daemon(repo: str, mark: str) -> Outcome:
     """A launcher double-forks; the daemon calls setsid() and execs with an empty environment."""
     body = """
@@ -325,15 +337,8 @@ print("ready", os.read(r, 64).decode(), flush=True)
 '''
 ex = SimpleExecutor([sys.executable, "-c", code], envvars=MARK).start()
 daemon = int(ex.output().readline().split()[1])
-report(pids=[daemon], token=ex._uuid)
-began = time.monotonic()
-try:
-    ex.stop()
-except Exception:
-    pass
-report(seconds=time.monotonic() - began)
 """
-    return _stop_scenario(repo, mark, body)
+    return _stop_scenario(repo, mark, body + _STOP_DAEMON)
 
 
 def daemonized_redis(repo: str, mark: str) -> Outcome:
@@ -352,15 +357,8 @@ while not (os.path.exists(pidfile) and open(pidfile).read().strip()):
     assert time.monotonic() < deadline, "redis wrote no pidfile"
     time.sleep(0.005)  # redis writes it after daemonizing: nothing to wait on but the file
 daemon = int(open(pidfile).read())
-report(pids=[daemon], token=ex._uuid)
-began = time.monotonic()
-try:
-    ex.stop()
-except Exception:
-    pass
-report(seconds=time.monotonic() - began)
 """
-    return _stop_scenario(repo, mark, body)
+    return _stop_scenario(repo, mark, body + _STOP_DAEMON)
 
 
 def fork_then_exit(repo: str, mark: str) -> Outcome:
