@@ -16,8 +16,8 @@ from mirakuru._executor import (
 )
 
 if TYPE_CHECKING:
-    from mirakuru.adapter.pump import OutputPump
-    from mirakuru.adapter.run import Run
+    from mirakuru.adapter.run.pump import OutputPump
+    from mirakuru.adapter.run.run import Run
     from mirakuru.core.budget import Budget
 
 __all__ = ["PublishedAttributes"]

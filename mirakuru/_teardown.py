@@ -17,15 +17,15 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Self, cast
 
 from mirakuru._executor import check_signal
-from mirakuru.adapter import teardown, tree
-from mirakuru.adapter.stopping import (
+from mirakuru.adapter.teardown import terminate, tree
+from mirakuru.adapter.teardown.signalling import KILL_WAIT, KillPolicy, signal_name
+from mirakuru.adapter.teardown.stopping import (
     kill_run,
     signal_claimed,
     signal_leader,
     stop_run,
     stop_stand_in,
 )
-from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy, signal_name
 from mirakuru.core.command import ENV_MARKER
 from mirakuru.core.lifecycle import State, Trigger
 from mirakuru.core.report import StopReport
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     import subprocess
     import threading
 
-    from mirakuru.adapter.run import Run
-    from mirakuru.adapter.stopping import StartGate
+    from mirakuru.adapter.run.run import Run
+    from mirakuru.adapter.teardown.stopping import StartGate
     from mirakuru.base import SimpleExecutor
     from mirakuru.core.budget import Timeouts
 
@@ -116,7 +116,7 @@ class Teardown:
                 report = self._terminate(chosen, self._timeouts.grace)
             except BaseException as interruption:
                 # Interrupted (Ctrl-C): the tree already got the kill signal; reap it later.
-                teardown.reap_later(process)
+                terminate.reap_later(process)
                 self._clear_process()
                 self._fire(Trigger.FAIL, f"stop interrupted by {type(interruption).__name__}")
                 raise

@@ -2,7 +2,7 @@
 :mod:`mirakuru.executor`) re-exported where mirakuru always had it.
 
 The facade translates the documented class API into core values (budgets, schedules,
-lifecycle triggers), drives one :class:`~mirakuru.adapter.run.Run` per start, and turns
+lifecycle triggers), drives one :class:`~mirakuru.adapter.run.run.Run` per start, and turns
 outcomes into the published exceptions. Stopping lives in the :mod:`mirakuru._teardown`
 mixin and the 1.x-3.x private attributes in :mod:`mirakuru._attributes`. Every extension
 point the published package had (``pre_start_check``, ``after_start_check``,
@@ -19,13 +19,12 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from types import TracebackType
-from typing import IO, Any, NoReturn, Self, TextIO
+from typing import IO, TYPE_CHECKING, Any, NoReturn, Self, TextIO
 
 from mirakuru._attributes import PublishedAttributes
 from mirakuru._executor import (
@@ -35,17 +34,18 @@ from mirakuru._executor import (
     legacy_timeout,
 )
 from mirakuru._teardown import Teardown
-from mirakuru.adapter import observers, registry
+from mirakuru.adapter import observers
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.inotify import DirectoryWatch
-from mirakuru.adapter.process import spawn
-from mirakuru.adapter.pump import DEFAULT_LIMIT
-from mirakuru.adapter.run import Run
-from mirakuru.adapter.stopping import (
+from mirakuru.adapter.guard import registry
+from mirakuru.adapter.readiness.inotify import DirectoryWatch
+from mirakuru.adapter.run.pump import DEFAULT_LIMIT
+from mirakuru.adapter.run.run import Run
+from mirakuru.adapter.run.waiter import idle_wakeups, wait_past_deadline
+from mirakuru.adapter.spawn.process import spawn
+from mirakuru.adapter.teardown.stopping import (
     StartGate,
     kill_leftovers,
 )
-from mirakuru.adapter.waiter import idle_wakeups, wait_past_deadline
 from mirakuru.base_env import processes_with_env
 from mirakuru.compat import SIGKILL, check_platform
 from mirakuru.core.budget import Budget, Timeouts
@@ -59,6 +59,10 @@ from mirakuru.exceptions import (
     check_environment,
     spawn_error,
 )
+
+if TYPE_CHECKING:
+    # For type checkers only: at run time the name is supplied by __getattr__ below.
+    from mirakuru.executor import Executor
 
 __all__ = [
     "ENV_UUID",
@@ -431,8 +435,14 @@ def cleanup_subprocesses() -> None:
 
 registry.install(cleanup_subprocesses)
 
-# Last: mirakuru.executor builds on SimpleExecutor, and mirakuru.base has always been where
-# Executor is imported from. When mirakuru.executor is imported first, it is the one still
-# running this module, and it fills the name in when it is done.
-if "mirakuru.executor" not in sys.modules:
-    from mirakuru.executor import Executor
+
+def __getattr__(name: str) -> Any:
+    # mirakuru.base has always been where Executor is imported from, but Executor builds on
+    # SimpleExecutor: importing it here on first use keeps the dependency one-way
+    # (executor -> base) while ``from mirakuru.base import Executor`` keeps working.
+    if name == "Executor":
+        from mirakuru.executor import Executor
+
+        globals()["Executor"] = Executor  # later lookups skip this function
+        return Executor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

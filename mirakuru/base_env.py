@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from mirakuru.adapter.tree import processes_with_env
+from mirakuru.adapter.teardown.tree import processes_with_env
 
 __all__ = ["processes_with_env"]

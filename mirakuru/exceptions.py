@@ -127,7 +127,7 @@ class AlreadyRunning(ExecutorError):
         port = getattr(executor, "port", None)
         self.holder: str | None = None
         if isinstance(port, int) and not isinstance(port, bool):
-            from mirakuru.adapter.listeners import describe_listener
+            from mirakuru.adapter.readiness.listeners import describe_listener
 
             self.holder = describe_listener(port)
 

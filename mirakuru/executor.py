@@ -18,9 +18,9 @@ from mirakuru._executor import (
     DEFAULT_SLEEP,
 )
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.evaluate import attempt, refusal, within
-from mirakuru.adapter.inotify import DirectoryWatch
-from mirakuru.adapter.readiness import (
+from mirakuru.adapter.readiness.evaluate import attempt, refusal, within
+from mirakuru.adapter.readiness.inotify import DirectoryWatch
+from mirakuru.adapter.readiness.wiring import (
     Readiness,
     check_watched_streams,
     directory_hints,

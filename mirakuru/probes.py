@@ -25,8 +25,8 @@ from collections.abc import Callable
 import attrs
 
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.evaluate import attempt, is_external, within
-from mirakuru.adapter.waiter import wait_until
+from mirakuru.adapter.readiness.evaluate import attempt, is_external, within
+from mirakuru.adapter.run.waiter import wait_until
 from mirakuru.core.budget import Budget
 from mirakuru.core.outcome import Ready
 from mirakuru.core.probes import (

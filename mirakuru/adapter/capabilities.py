@@ -76,6 +76,6 @@ def capabilities() -> Capabilities:
 
 
 def _cgroup_available() -> bool:
-    from mirakuru.adapter import cgroup  # probes the file system: only on demand
+    from mirakuru.adapter.spawn import cgroup  # probes the file system: only on demand
 
     return cgroup.available()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from mirakuru.adapter import cgroup, identity
 from mirakuru.adapter.capabilities import capabilities
+from mirakuru.adapter.spawn import cgroup, identity
 from mirakuru.base import SimpleExecutor
 from tests.base.programs import sleeper
 

@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirakuru.adapter.pump import TAIL_LINES, BannerWatch, StreamPump, _last_lines
+from mirakuru.adapter.run.pump import TAIL_LINES, BannerWatch, StreamPump, _last_lines
 
 pieces = st.sampled_from(
     [b"ready", b"re", b"ady", b"\n", b"\xe2", b"\x82", b"\xff", b"\xc3\xa9", b" "]

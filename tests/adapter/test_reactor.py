@@ -13,8 +13,8 @@ import warnings
 import pytest
 
 from mirakuru import probes
-from mirakuru.adapter.notify import NotifySocket
-from mirakuru.adapter.reactor import reactor
+from mirakuru.adapter.readiness.notify import NotifySocket
+from mirakuru.adapter.run.reactor import reactor
 from mirakuru.base import Executor, SimpleExecutor
 from mirakuru.core.lifecycle import ListenerFailed, State, StateChange
 from mirakuru.exceptions import ExecutorError
@@ -225,7 +225,7 @@ class TestFallbacks:
 
     def test_exit_noticed_without_pidfd(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """With no pidfd, the reactor polls the child and still notices the exit."""
-        monkeypatch.setattr("mirakuru.adapter.run.open_pidfd", lambda pid: None)
+        monkeypatch.setattr("mirakuru.adapter.run.run.open_pidfd", lambda pid: None)
         executor = SimpleExecutor(["sh", "-c", "read line; exit 4"]).start()
         assert executor._pidfd is None
         process = executor.process

@@ -39,7 +39,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def _modules(folder: str) -> list[Path]:
-    return sorted((PACKAGE / folder).glob("*.py"))
+    return sorted((PACKAGE / folder).rglob("*.py"))
 
 
 class TestCore:

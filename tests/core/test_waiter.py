@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirakuru.adapter.waiter import wait_until
+from mirakuru.adapter.run.waiter import wait_until
 from mirakuru.core.budget import Budget
 from mirakuru.core.outcome import Ready, TimedOut
 from mirakuru.core.schedule import PollSchedule

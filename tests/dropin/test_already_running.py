@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from mirakuru import AlreadyRunning, HTTPExecutor, TCPExecutor
-from mirakuru.adapter.listeners import UNKNOWN, describe_listener
+from mirakuru.adapter.readiness.listeners import UNKNOWN, describe_listener
 from tests.helpers import python_command
 
 

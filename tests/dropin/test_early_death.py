@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from mirakuru import ProcessExitedWithError, TCPExecutor
-from mirakuru.adapter import evaluate, sockdiag
+from mirakuru.adapter.readiness import evaluate, sockdiag
 from tests.helpers import free_port, python_command
 
 REDIS = shutil.which("redis-server")

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from mirakuru import ProcessExitedWithError, UnixSocketExecutor
-from mirakuru.adapter import evaluate, sockdiag
 from mirakuru.adapter.capabilities import PORTABLE_ENV
+from mirakuru.adapter.readiness import evaluate, sockdiag
 from tests.helpers import python_command
 
 # Listens, never accepts, and exits with an error at once (the worst case for a prober).
@@ -125,7 +125,7 @@ def test_settled_on_a_unix_socket(
 PORTABLE_CHECK = f"""
 import os, sys
 from mirakuru import ProcessExitedWithError, UnixSocketExecutor
-from mirakuru.adapter import sockdiag
+from mirakuru.adapter.readiness import sockdiag
 assert not sockdiag.available()
 path = sys.argv[1]
 def executor(source):

@@ -56,7 +56,7 @@ import json, os, signal, sys, time
 sys.path.insert(0, REPO)
 import psutil
 from mirakuru import SimpleExecutor, TCPExecutor
-from mirakuru.adapter import watchdog
+from mirakuru.adapter.guard import watchdog
 MARK = {"MIRAKURU_FAULT_MARK": os.environ["FAULT_MARK_VALUE"]}
 
 def tree_of(executors):

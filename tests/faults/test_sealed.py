@@ -17,8 +17,9 @@ import psutil
 import pytest
 
 import mirakuru.base
-from mirakuru.adapter import cgroup, identity, process, tree
 from mirakuru.adapter.capabilities import capabilities
+from mirakuru.adapter.spawn import cgroup, identity, process
+from mirakuru.adapter.teardown import tree
 from mirakuru.base import SimpleExecutor
 from tests.faults import programs
 from tests.faults.conftest import MARK, SETTLE

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mirakuru import TCPExecutor
-from mirakuru.adapter import evaluate, sockdiag
+from mirakuru.adapter.readiness import evaluate, sockdiag
 from mirakuru.core.budget import Budget
 from mirakuru.core.probes import Probe, all_of, any_of, banner, http, pid_file, tcp
 from tests.helpers import free_port

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mirakuru import probes
-from mirakuru.adapter.evaluate import attempt
+from mirakuru.adapter.readiness.evaluate import attempt
 from mirakuru.core.probes import Banner, Leaf, Probe, SdNotify, satisfied
 
 

@@ -2,8 +2,8 @@
 
 At interpreter exit every executor still running is killed (through its own overridable
 ``kill``), then every process still carrying one of our tokens. Each started service is
-pinned (:mod:`~mirakuru.adapter.identity`: start time, group, its own cgroup where possible)
-and registered with the :mod:`~mirakuru.adapter.watchdog`, which kills it if this process
+pinned (:mod:`~mirakuru.adapter.spawn.identity`: start time, group, its own cgroup where possible)
+and registered with the :mod:`~mirakuru.adapter.guard.watchdog`, which kills it if this process
 dies without running its exit hooks (SIGKILL, crash). After ``os.fork()`` the child owns
 none of this: it forgets every executor it inherited, so neither its exit hooks nor its
 garbage collector touch the parent's services.
@@ -20,8 +20,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from mirakuru.adapter import identity, watchdog
-from mirakuru.adapter.process import open_pidfd
+from mirakuru.adapter.guard import watchdog
+from mirakuru.adapter.spawn import identity
+from mirakuru.adapter.spawn.process import open_pidfd
 
 __all__ = [
     "exiting",

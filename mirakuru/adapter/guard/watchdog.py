@@ -2,7 +2,7 @@
 
 ``atexit`` and ``__del__`` cannot run when the Python process that owns executors is
 killed with SIGKILL, crashes, or is cut down by a CI timeout. So the first executor to
-start also starts a tiny watchdog (``mirakuru/adapter/watchdog_main.py``, in its own
+start also starts a tiny watchdog (``mirakuru/adapter/guard/watchdog_main.py``, in its own
 session, standard library only) and tells it, over a unix socket pair, every service it
 starts and stops: the ownership token, the process group, the cgroup, and a pidfd of the
 leader passed with ``SCM_RIGHTS`` (so the watchdog holds the process itself, not a PID that
@@ -33,8 +33,8 @@ import threading
 
 import attrs
 
-from mirakuru.adapter import identity, procfs
 from mirakuru.adapter.capabilities import capabilities
+from mirakuru.adapter.spawn import identity, procfs
 
 __all__ = ["ENV_SWITCH", "disable", "enabled", "register", "unregister", "watchdog_pid"]
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import ssl
 
-from mirakuru.adapter import sockdiag
 from mirakuru.adapter.clock import monotonic
+from mirakuru.adapter.readiness import sockdiag
 from mirakuru.core.budget import Budget
 from mirakuru.core.probes import (
     AllOf,

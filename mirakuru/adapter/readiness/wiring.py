@@ -7,11 +7,11 @@ import os
 import subprocess
 from collections.abc import Callable, Mapping
 
-from mirakuru.adapter.evaluate import is_external
-from mirakuru.adapter.inotify import DirectoryWatch, watch_directory
-from mirakuru.adapter.notify import NotifySocket
-from mirakuru.adapter.pump import BannerWatch, OutputPump
-from mirakuru.adapter.run import Run
+from mirakuru.adapter.readiness.evaluate import is_external
+from mirakuru.adapter.readiness.inotify import DirectoryWatch, watch_directory
+from mirakuru.adapter.readiness.notify import NotifySocket
+from mirakuru.adapter.run.pump import BannerWatch, OutputPump
+from mirakuru.adapter.run.run import Run
 from mirakuru.core.probes import Banner, Leaf, PidFile, Probe, SdNotify, UnixSocket
 from mirakuru.core.probes import leaves as probe_leaves
 from mirakuru.core.probes import satisfied as probe_satisfied

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import subprocess
 import threading
@@ -19,14 +20,13 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from mirakuru.adapter.inotify import DirectoryWatch
-from mirakuru.adapter.process import open_pidfd
-from mirakuru.adapter.pump import DEFAULT_LIMIT, OutputPump
-from mirakuru.adapter.reactor import reactor
-from mirakuru.adapter.sources import EventSource
-from mirakuru.adapter.waiter import RunWakeups, Wakeups, idle_wakeups
+from mirakuru.adapter.run.pump import DEFAULT_LIMIT, OutputPump
+from mirakuru.adapter.run.reactor import reactor
+from mirakuru.adapter.run.sources import EventSource, Hint
+from mirakuru.adapter.run.waiter import Wakeups, idle_wakeups
+from mirakuru.adapter.spawn.process import open_pidfd
 
-__all__ = ["Marks", "Run"]
+__all__ = ["Marks", "Run", "RunWakeups"]
 
 #: The real class, kept before a test can patch ``subprocess.Popen`` with a stand-in.
 _REAL_POPEN = subprocess.Popen
@@ -183,7 +183,7 @@ class Run:
         return self._events, self._hints
 
     @contextlib.contextmanager
-    def serving(self, hints: Sequence[DirectoryWatch]) -> Iterator[Callable[[], Wakeups]]:
+    def serving(self, hints: Sequence[Hint]) -> Iterator[Callable[[], Wakeups]]:
         """For one wait: the run active and its ``hints`` served by the reactor; yields what
         makes the waiter's wake-ups. The hints are closed afterwards."""
         self.activate()
@@ -293,3 +293,18 @@ class Run:
         self.reader_starts = {}
         self.close()
         self.pump.release()
+
+
+class RunWakeups:
+    """Wakes when the reactor served one of the run's descriptors (or a stop began)."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._seen = run.marks()
+        self.served = 0.0  # the reactor serves the sources, on its own thread
+
+    def wait(self, timeout: float) -> bool:
+        marks = self._run.wait_change(self._seen, None if math.isinf(timeout) else timeout)
+        hinted = marks[1] != self._seen[1]
+        self._seen = marks
+        return hinted

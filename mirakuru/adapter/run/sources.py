@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["EventSource"]
+__all__ = ["EventSource", "Hint"]
 
 
 class EventSource(Protocol):
@@ -16,4 +16,13 @@ class EventSource(Protocol):
 
     def on_readable(self) -> bool:
         """Consume what is there; return False once the source is exhausted (EOF)."""
+        ...
+
+
+class Hint(EventSource, Protocol):
+    """A source whose event says readiness is probably moments away (a directory watch);
+    the run closes it when the wait that asked for it ends."""
+
+    def close(self) -> None:
+        """Free the descriptor."""
         ...

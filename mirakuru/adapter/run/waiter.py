@@ -1,7 +1,8 @@
 """The waiter: one loop that wakes on events (exit, output, a stop) or on the poll schedule.
 
-Executors wait on their :class:`~mirakuru.adapter.run.Run`, whose descriptors the reactor
-serves; standalone waits (``probes.wait_for``) poll their own sources.
+Executors wait on their :class:`~mirakuru.adapter.run.run.Run` (through its
+:class:`~mirakuru.adapter.run.run.RunWakeups`), whose descriptors the reactor serves;
+standalone waits (``probes.wait_for``) poll their own sources.
 """
 
 from __future__ import annotations
@@ -10,20 +11,16 @@ import math
 import select
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.sources import EventSource
+from mirakuru.adapter.run.sources import EventSource
 from mirakuru.core.budget import Budget
 from mirakuru.core.outcome import Ready, TimedOut
 from mirakuru.core.schedule import PollSchedule, adaptive_cap
 
-if TYPE_CHECKING:
-    from mirakuru.adapter.run import Run
-
 __all__ = [
     "PollWakeups",
-    "RunWakeups",
     "Wakeups",
     "idle_wakeups",
     "wait_past_deadline",
@@ -72,21 +69,6 @@ class PollWakeups:
                 self._poller.unregister(fd)
                 del self._by_fd[fd]
         self.served = self._cost_clock() - began
-        return hinted
-
-
-class RunWakeups:
-    """Wakes when the reactor served one of the run's descriptors (or a stop began)."""
-
-    def __init__(self, run: Run) -> None:
-        self._run = run
-        self._seen = run.marks()
-        self.served = 0.0  # the reactor serves the sources, on its own thread
-
-    def wait(self, timeout: float) -> bool:
-        marks = self._run.wait_change(self._seen, None if math.isinf(timeout) else timeout)
-        hinted = marks[1] != self._seen[1]
-        self._seen = marks
         return hinted
 
 

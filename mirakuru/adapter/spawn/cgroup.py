@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mirakuru.adapter import procfs
-from mirakuru.adapter.procfs import forks_so_far
+from mirakuru.adapter.spawn import procfs
+from mirakuru.adapter.spawn.procfs import forks_so_far
 
 __all__ = ["ENV_SWITCH", "Cgroup", "available", "base", "create", "warm_up"]
 

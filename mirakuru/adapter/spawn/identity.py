@@ -18,10 +18,10 @@ from typing import Any
 import attrs
 import psutil
 
-from mirakuru.adapter import cgroup
 from mirakuru.adapter.capabilities import capabilities
-from mirakuru.adapter.process import group_of
-from mirakuru.adapter.procfs import stat_fields
+from mirakuru.adapter.spawn import cgroup
+from mirakuru.adapter.spawn.process import group_of
+from mirakuru.adapter.spawn.procfs import stat_fields
 
 __all__ = ["Identity", "forget", "of", "pin", "start_time"]
 

@@ -9,9 +9,9 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from mirakuru.adapter import cgroup
 from mirakuru.adapter.capabilities import capabilities
-from mirakuru.adapter.procfs import forks_so_far
+from mirakuru.adapter.spawn import cgroup
+from mirakuru.adapter.spawn.procfs import forks_so_far
 
 __all__ = ["forks_before", "forks_so_far", "group_of", "open_pidfd", "send_signal", "spawn"]
 

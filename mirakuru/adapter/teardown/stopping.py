@@ -8,9 +8,10 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mirakuru.adapter import teardown, tree
-from mirakuru.adapter.run import Run
-from mirakuru.adapter.teardown import KILL_WAIT, KillPolicy, SignalMarked, StopReport
+from mirakuru.adapter.run.run import Run
+from mirakuru.adapter.teardown import terminate, tree
+from mirakuru.adapter.teardown.signalling import KILL_WAIT, KillPolicy, Leader, SignalMarked
+from mirakuru.adapter.teardown.terminate import StopReport
 from mirakuru.compat import SIGKILL
 
 __all__ = [
@@ -45,8 +46,8 @@ def stop_run(
     claim: Callable[[Iterable[int]], list[tree.Member]],
 ) -> StopReport:
     """Stop signal, grace period, escalation and reaping for the run's whole tree."""
-    leader = teardown.Leader(process, pidfd)
-    return teardown.terminate(
+    leader = Leader(process, pidfd)
+    return terminate.terminate(
         leader, policy, signal_marked, claim, marker_hook=_user_marker_hook(signal_marked)
     )
 
@@ -87,10 +88,10 @@ def kill_run(
     wait: bool,
 ) -> StopReport:
     """The kill signal to the whole tree; with ``wait`` reaped (bounded), else in the background."""
-    leader = teardown.Leader(process, pidfd)
-    report = teardown.kill_tree(leader, sig, signal_marked, claim, KILL_WAIT if wait else None)
+    leader = Leader(process, pidfd)
+    report = terminate.kill_tree(leader, sig, signal_marked, claim, KILL_WAIT if wait else None)
     if not wait:
-        teardown.reap_later(process)
+        terminate.reap_later(process)
     return report
 
 
@@ -98,7 +99,7 @@ def signal_leader(process: subprocess.Popen[Any] | None, sig: int) -> None:
     """Signal the child while another thread owns its run (no pidfd: the owner may close it)."""
     if process is not None:
         # Popen's own guard against a reaped PID protects us here.
-        teardown.Leader(process, None).signal(sig)
+        Leader(process, None).signal(sig)
 
 
 def stop_stand_in(process: subprocess.Popen[Any], sig: int, grace: float | None) -> None:

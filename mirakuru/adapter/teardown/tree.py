@@ -19,9 +19,9 @@ import psutil
 
 from mirakuru.adapter.capabilities import capabilities
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.process import open_pidfd
-from mirakuru.adapter.procfs import read as _read
-from mirakuru.adapter.procfs import stat_fields
+from mirakuru.adapter.spawn.process import open_pidfd
+from mirakuru.adapter.spawn.procfs import read as _read
+from mirakuru.adapter.spawn.procfs import stat_fields
 
 __all__ = [
     "Member",
