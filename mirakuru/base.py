@@ -37,6 +37,7 @@ from mirakuru._teardown import Teardown
 from mirakuru.adapter import observers
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.guard import registry
+from mirakuru.adapter.posix import SIGKILL, check_platform
 from mirakuru.adapter.readiness.inotify import DirectoryWatch
 from mirakuru.adapter.run.pump import DEFAULT_LIMIT
 from mirakuru.adapter.run.run import Run
@@ -47,7 +48,6 @@ from mirakuru.adapter.teardown.stopping import (
     kill_leftovers,
 )
 from mirakuru.base_env import processes_with_env
-from mirakuru.compat import SIGKILL, check_platform
 from mirakuru.core.budget import Budget, Timeouts
 from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger

@@ -18,6 +18,7 @@ from mirakuru._executor import (
     DEFAULT_SLEEP,
 )
 from mirakuru.adapter.clock import monotonic
+from mirakuru.adapter.posix import SIGKILL
 from mirakuru.adapter.readiness.evaluate import attempt, refusal, within
 from mirakuru.adapter.readiness.inotify import DirectoryWatch
 from mirakuru.adapter.readiness.wiring import (
@@ -28,7 +29,6 @@ from mirakuru.adapter.readiness.wiring import (
     only_event_driven,
 )
 from mirakuru.base import OUTPUT_END_GRACE, SimpleExecutor
-from mirakuru.compat import SIGKILL
 from mirakuru.core.budget import Budget
 from mirakuru.core.command import CommandLike
 from mirakuru.core.lifecycle import Trigger

@@ -16,7 +16,7 @@ def describe_capabilities() -> str:
 
     # Imported on call so that importing the adapter package probes nothing.
     from mirakuru.adapter.capabilities import PORTABLE_ENV, capabilities
-    from mirakuru.compat import missing_platform_support
+    from mirakuru.adapter.posix import missing_platform_support
 
     chosen = capabilities()
     table = chosen.as_table()

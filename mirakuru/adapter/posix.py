@@ -1,4 +1,4 @@
-"""Platform constants kept at their published import path, importable on every system.
+"""Platform facts, importable on every system (published as :mod:`mirakuru.compat`).
 
 Also the one platform check the facade runs before spawning: mirakuru starts every service in
 a session of its own and stops it by process group, which needs POSIX (Linux, macOS, BSD).
@@ -60,3 +60,6 @@ def _importable(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
+
+
+UnsupportedPlatform.__module__ = "mirakuru.compat"  # its published home, in tracebacks

@@ -17,11 +17,11 @@ from typing import Any
 
 import attrs
 
+from mirakuru.adapter.posix import SIGKILL
 from mirakuru.adapter.spawn import identity
 from mirakuru.adapter.spawn.process import send_signal
 from mirakuru.adapter.teardown import tree
 from mirakuru.adapter.teardown.tree import Member
-from mirakuru.compat import SIGKILL
 
 __all__ = [
     "KILL_WAIT",

@@ -8,11 +8,11 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from mirakuru.adapter.posix import SIGKILL
 from mirakuru.adapter.run.run import Run
 from mirakuru.adapter.teardown import terminate, tree
 from mirakuru.adapter.teardown.signalling import KILL_WAIT, KillPolicy, Leader, SignalMarked
 from mirakuru.adapter.teardown.terminate import StopReport
-from mirakuru.compat import SIGKILL
 
 __all__ = [
     "STOP_START_GRACE",
