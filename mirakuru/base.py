@@ -53,12 +53,7 @@ from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, 
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
 from mirakuru.core.schedule import PollSchedule
 from mirakuru.core.validate import check_positive
-from mirakuru.exceptions import (
-    InvalidCommand,
-    TimeoutExpired,
-    check_environment,
-    spawn_error,
-)
+from mirakuru.exceptions import InvalidCommand, TimeoutExpired, check_environment, spawn_error
 
 if TYPE_CHECKING:
     # For type checkers only: at run time the name is supplied by __getattr__ below.
@@ -446,3 +441,7 @@ def __getattr__(name: str) -> Any:
         globals()["Executor"] = Executor  # later lookups skip this function
         return Executor
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
