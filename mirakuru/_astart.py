@@ -109,7 +109,12 @@ async def _start_in_thread(executor: SimpleExecutor) -> None:
         def interrupt() -> None:
             executor.kill()
 
-        handoff = Handoff(_kill_spawned(executor), interrupt=interrupt, patience=_grace(executor))
+        handoff = Handoff(
+            _kill_spawned(executor),
+            interrupt=interrupt,
+            patience=_grace(executor),
+            spawn_only=False,
+        )
         await handoff.run(work)
     finally:
         START_OWNER.reset(owner)
@@ -133,7 +138,6 @@ class _Plan:
         adaptive: bool,
         check: Callable[[], bool],
         unready: Gate | None,
-        wakeups: AsyncWakeups,
         stack: contextlib.ExitStack,
     ) -> None:
         self.run = run
@@ -141,12 +145,19 @@ class _Plan:
         self.adaptive = adaptive
         self.check = check
         self.unready = unready
-        self.wakeups = wakeups
         self._stack = stack
         self._lock = threading.Lock()
         #: Set once the start is decided (failed or cancelled): a late check must not
         #: declare the executor ready.
         self.over = False
+
+    def wakeups(self) -> AsyncWakeups:
+        """The wake-ups of the wait, made on the loop (a waker belongs to its loop)."""
+        run = self.run
+        wakeups = AsyncRunWakeups(run) if run is not None and run.real else IdleWakeups()
+        with self._lock:
+            self._stack.callback(wakeups.close)
+        return wakeups
 
     def close(self) -> None:
         """Unwatch the hints and free the wake-ups (once, whichever thread asks first)."""
@@ -210,13 +221,9 @@ def _prepare(executor: Executor, run: Run | None) -> _Plan:
         executor._set_timeout()
     schedule, adaptive = executor._poll_schedule()
     stack = contextlib.ExitStack()
-    wakeups: AsyncWakeups = IdleWakeups()
     unready = None
     if run is not None:
         stack.enter_context(run.serving(executor._wait_hints() if run.real else []))
-        if run.real:
-            wakeups = AsyncRunWakeups(run)
-            stack.callback(wakeups.close)
         probe = executor._readiness_probe()
         stock = (
             type(executor).check_subprocess is Executor.check_subprocess
@@ -225,7 +232,7 @@ def _prepare(executor: Executor, run: Run | None) -> _Plan:
         if stock and probe is not None:
             unready = surely_unready(probe, run, executor._wiring.seen)
     check = executor._start_check(executor._surely_refused())
-    return _Plan(run, schedule, adaptive, check, unready, wakeups, stack)
+    return _Plan(run, schedule, adaptive, check, unready, stack)
 
 
 async def _await_ready(executor: Executor, plan: _Plan) -> None:
@@ -237,8 +244,9 @@ async def _await_ready(executor: Executor, plan: _Plan) -> None:
     def check() -> bool:
         return plan.check() and _finish(executor, plan)
 
+    wakeups = plan.wakeups()
     while True:
-        outcome = await drive(engine, check, plan.wakeups, unready=plan.unready)
+        outcome = await drive(engine, check, wakeups, unready=plan.unready)
         if isinstance(outcome, Ready):
             return
         await in_thread(_timed_out, executor)

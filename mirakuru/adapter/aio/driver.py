@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from mirakuru.adapter.aio.wake import AsyncWakeups
@@ -41,9 +42,28 @@ _ABANDON = (
 SPAWN_WAIT = 30.0
 
 
-async def in_thread(function: Callable[..., T], *args: Any) -> T:
+#: Spawns at once per event loop. Each spawn is a few milliseconds of Python (Popen, the
+#: cgroup, the run's set-up) holding the GIL; twenty at once would keep the loop's thread
+#: waiting for the GIL behind them, a few at a time keep it turning.
+SPAWN_CONCURRENCY = 2
+_SPAWNS: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar("mirakuru_spawns")
+
+
+def spawn_limiter() -> anyio.CapacityLimiter:
+    """This event loop's limit on concurrent spawns."""
+    try:
+        return _SPAWNS.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(SPAWN_CONCURRENCY)
+        _SPAWNS.set(limiter)
+        return limiter
+
+
+async def in_thread(
+    function: Callable[..., T], *args: Any, limiter: anyio.CapacityLimiter | None = None
+) -> T:
     """``function(*args)`` in a worker thread; a cancellation leaves it running there."""
-    options: dict[str, Any] = {_ABANDON: True}
+    options: dict[str, Any] = {_ABANDON: True, "limiter": limiter}
     return await anyio.to_thread.run_sync(function, *args, **options)
 
 
@@ -114,8 +134,12 @@ class Handoff(Generic[T]):
         cleanup: Callable[[T], None],
         interrupt: Callable[[], None] | None = None,
         patience: float = SPAWN_WAIT,
+        *,
+        spawn_only: bool = True,
     ) -> None:
         self._cleanup = cleanup
+        #: Only a spawn waits its turn under :func:`spawn_limiter`; a whole start does not.
+        self._spawn_only = spawn_only
         self._interrupt = interrupt
         self._patience = patience
         self._lock = threading.Lock()
@@ -157,7 +181,8 @@ class Handoff(Generic[T]):
     async def run(self, work: Callable[[Handoff[T]], T]) -> T:
         """``work(self)`` in a worker thread; on cancellation, clean up before propagating."""
         try:
-            return await in_thread(self._work, work)
+            limiter = spawn_limiter() if self._spawn_only else None
+            return await in_thread(self._work, work, limiter=limiter)
         except BaseException:
             with self._lock:
                 self._abandoned = True
