@@ -26,7 +26,7 @@ if TYPE_CHECKING:
         ProcessFinishedWithError,
         TimeoutExpired,
     )
-    from mirakuru.group import ExecutorGroup, start_all
+    from mirakuru.group import ExecutorGroup, astart_all, start_all
     from mirakuru.http import HTTPExecutor
     from mirakuru.output import OutputExecutor
     from mirakuru.pid import PidExecutor
@@ -58,6 +58,7 @@ _HOMES = {
     "TimeoutExpired": "mirakuru.exceptions",
     "Trigger": "mirakuru.core.lifecycle",
     "UnixSocketExecutor": "mirakuru.unixsocket",
+    "astart_all": "mirakuru.group",
     "start_all": "mirakuru.group",
 }
 
@@ -83,6 +84,7 @@ __all__ = [
     "TimeoutExpired",
     "Trigger",
     "UnixSocketExecutor",
+    "astart_all",
     "ports",
     "probes",
     "start_all",

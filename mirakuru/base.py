@@ -26,6 +26,7 @@ from contextlib import contextmanager, nullcontext
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, NoReturn, Self, TextIO
 
+from mirakuru._async import AsyncMethods
 from mirakuru._attributes import PublishedAttributes
 from mirakuru._executor import (
     DEFAULT_SLEEP,
@@ -78,7 +79,7 @@ IGNORED_ERROR_CODES = [errno.ESRCH]
 OUTPUT_END_GRACE = 0.05
 
 
-class SimpleExecutor(PublishedAttributes, Teardown):
+class SimpleExecutor(PublishedAttributes, Teardown, AsyncMethods):
     """Runs a command as a subprocess and stops it, with its whole process tree.
 
     ``start()`` returns as soon as the process is spawned; :class:`Executor` and its

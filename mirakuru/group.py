@@ -14,13 +14,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from mirakuru._agroup import AsyncGroupMethods, GroupStart
+
 if TYPE_CHECKING:
     from mirakuru.base import SimpleExecutor
 
-__all__ = ["ExecutorGroup", "start_all"]
+__all__ = ["ExecutorGroup", "astart_all", "start_all"]
 
 
-class ExecutorGroup:
+class ExecutorGroup(AsyncGroupMethods):
     """Executors started concurrently (after their dependencies) and stopped in reverse order.
 
     ``after`` maps an executor to the executors that must be ready before it starts.
@@ -198,3 +200,12 @@ def start_all(
     """Start ``executors`` concurrently; the returned group is a context manager stopping them."""
     __tracebackhide__ = True
     return ExecutorGroup(*executors, after=after).start()
+
+
+def astart_all(
+    *executors: SimpleExecutor,
+    after: Mapping[SimpleExecutor, Iterable[SimpleExecutor]] | None = None,
+) -> GroupStart:
+    """:func:`start_all`, awaited: ``await astart_all(...)`` gives the started group, and
+    ``async with astart_all(...) as group:`` also stops it at the end of the block."""
+    return GroupStart(ExecutorGroup(*executors, after=after))

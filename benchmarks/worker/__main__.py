@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.catalog import BY_NAME, IMPLEMENTATIONS
-from benchmarks.worker import api, output, readiness, stopping, throughput
+from benchmarks.worker import aio, api, output, readiness, stopping, throughput
 from benchmarks.worker.support import ApiMissing, Context, describe, kill_leftovers
 
 RUNNERS: dict[str, Callable[[Context], None]] = {
@@ -59,6 +59,10 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "memory": throughput.memory,
     "import": throughput.import_time,
     "spawn": throughput.spawn,
+    "async-ten": aio.ten_at_once,
+    "async-stall": aio.loop_stall,
+    "async-cpu-tcp": partial(aio.waiting_cpu, kind="tcp"),
+    "async-cpu-output": partial(aio.waiting_cpu, kind="output"),
 }
 assert set(RUNNERS) == set(BY_NAME), "worker and catalog disagree on scenarios"
 

@@ -23,6 +23,7 @@ ADAPTER_ARROWS = {
     "readiness": {"adapter", "spawn", "run"},
     "teardown": {"adapter", "spawn", "run"},
     "guard": {"adapter", "spawn"},
+    "aio": {"adapter", "spawn", "run", "readiness", "teardown"},
 }
 
 

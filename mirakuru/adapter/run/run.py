@@ -71,6 +71,9 @@ class Run:
         #: The exit code, once the reactor has seen the exit.
         self.exit_seen: int | None = None
         self._on_exit: Callable[[int], None] | None = None
+        #: Called after every wake-up of the waiters, from whichever thread woke them:
+        #: how an async waiter (which cannot block in :meth:`wait_change`) hears of events.
+        self._pokes: tuple[Callable[[], None], ...] = ()
 
     # -- handing descriptors to the reactor -------------------------------------------------
 
@@ -122,6 +125,16 @@ class Run:
     def _wake(self) -> None:
         with contextlib.suppress(RuntimeError):  # already released: already woken
             self._signal.release()
+        for poke in self._pokes:
+            poke()
+
+    def subscribe(self, poke: Callable[[], None]) -> None:
+        """Also call ``poke()`` (which must never block) whenever waiters are woken."""
+        self._pokes = (*self._pokes, poke)  # replaced whole: the reactor reads it unlocked
+
+    def unsubscribe(self, poke: Callable[[], None]) -> None:
+        """Stop calling ``poke``; a wake-up already under way may still call it once."""
+        self._pokes = tuple(p for p in self._pokes if p is not poke)
 
     # -- exit -------------------------------------------------------------------------------
 

@@ -16,12 +16,14 @@ from typing import Protocol
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.run.sources import EventSource
 from mirakuru.core.budget import Budget
+from mirakuru.core.engine import CHECK, Decision, Finish, Wait, WaitEngine, overtime_budget
 from mirakuru.core.outcome import Ready, TimedOut
-from mirakuru.core.schedule import PollSchedule, adaptive_cap
+from mirakuru.core.schedule import PollSchedule
 
 __all__ = [
     "PollWakeups",
     "Wakeups",
+    "drive",
     "idle_wakeups",
     "wait_past_deadline",
     "wait_until",
@@ -89,50 +91,43 @@ def wait_until(
     clock: Callable[[], float] = monotonic,
     cost_clock: Callable[[], float] = time.thread_time,
 ) -> Ready | TimedOut:
-    """Call ``check`` until it returns True or ``budget`` runs out.
+    """Call ``check`` until it returns True or ``budget`` runs out: the blocking driver of
+    the :class:`~mirakuru.core.engine.WaitEngine`, which makes every decision.
 
     ``check`` runs at once, then again whenever ``wakeups`` reports an event (by default:
     one of ``sources`` or ``hints`` became readable and was served) or the schedule's next
     delay passes, whichever is first, unless the deadline has passed by then. An event from
-    a hint (say, a file appearing in a watched directory) also restarts the schedule at its
-    first, shortest delay, since readiness is probably moments away. With ``adaptive``,
-    the schedule's cap follows what one wake-up (the check plus the wait) costs this thread
-    in CPU time (:func:`~mirakuru.core.schedule.adaptive_cap`: about 2.5% of a core with the
-    default ``sleep``, more for a shorter one), never polling less often than the schedule's
-    cap (the user's ``sleep``). The check always runs at least once, even with an already
-    expired budget.
+    a hint restarts the schedule at its first delay. With ``adaptive``, the schedule's cap
+    follows what one wake-up (the check plus the wait) costs this thread in CPU time.
     """
     if wakeups is None:
         wakeups = PollWakeups(sources, hints, cost_clock)
-    attempt = 0
-    wake_cost = math.inf  # CPU seconds of the cheapest wake-up so far
-    cycle_began = 0.0
-    cap = schedule.cap
+    return drive(WaitEngine(budget, schedule, adaptive=adaptive), check, wakeups, clock, cost_clock)
+
+
+def drive(
+    engine: WaitEngine,
+    check: Callable[[], bool],
+    wakeups: Wakeups,
+    clock: Callable[[], float] = monotonic,
+    cost_clock: Callable[[], float] = time.thread_time,
+) -> Ready | TimedOut:
+    """Run ``engine`` to its outcome: checks on this thread, waits blocked in ``wakeups``."""
+    # One clock read after each check and after each wait, one CPU-clock read (a system
+    # call) per check only when the cap adapts: the loop's own cost stays what the
+    # hand-written loop it replaced cost.
+    adaptive = engine.adaptive
+    decision: Decision = engine.begin()
     while True:
-        # Deadline first, then the check: readiness seen past the deadline is a timeout.
-        # The first check always runs, even with an already expired budget.
-        if attempt > 0 and budget.expired(clock()):
-            return TimedOut(attempt)
-        if check():
-            return Ready(attempt + 1)
-        now = clock()
-        if adaptive:
-            spent = cost_clock()  # one read per turn: it is a system call
-            if attempt > 0:
-                # The cheapest wake-up so far is what the check itself costs. Dearer ones
-                # paid for one-time work (imports, name resolution), a cold CPU after a
-                # long sleep or a busy machine; following them would only slow detection.
-                wake_cost = min(wake_cost, spent - cycle_began)
-                cap = adaptive_cap(wake_cost, schedule.cap)
-            cycle_began = spent
-        if budget.expired(now):
-            return TimedOut(attempt + 1)
-        delay = min(schedule.wait(attempt, budget.remaining(now)), cap)
-        attempt += 1
-        if wakeups.wait(delay):
-            attempt = 0
-        # Serving output is the child's cost, not polling's: keep it out of wake_cost.
-        cycle_began += wakeups.served
+        if decision is CHECK:
+            passed = check()
+            decision = engine.checked(passed, clock(), cost_clock() if adaptive else 0.0)
+        elif isinstance(decision, Wait):
+            hinted = wakeups.wait(decision.delay)
+            decision = engine.woke(clock(), hinted=hinted, served=wakeups.served)
+        else:
+            assert isinstance(decision, Finish)
+            return decision.outcome
 
 
 def wait_past_deadline(
@@ -150,17 +145,13 @@ def wait_past_deadline(
     ``budget`` is read again after each timeout, since ``on_timeout`` may extend it; told
     to go on past the deadline, the wait continues one ``step`` at a time, never a spin.
     """
-    overtime: Budget | None = None
+    engine = WaitEngine(budget() or Budget.unbounded(), schedule, adaptive=adaptive)
     while True:
-        current = overtime or budget() or Budget.unbounded()
-        outcome = wait_until(check, current, schedule, wakeups=wakeups(), adaptive=adaptive)
+        outcome = drive(engine, check, wakeups())
         if not isinstance(outcome, TimedOut):
             return
         on_timeout()
-        now = monotonic()
-        deadline = budget()
-        expired = deadline is not None and deadline.expired(now)
-        overtime = Budget.starting_at(now, step) if expired else None
+        engine.resume(overtime_budget(budget(), monotonic(), step))
 
 
 def _milliseconds(seconds: float) -> int:

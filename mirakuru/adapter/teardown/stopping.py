@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import Any
 
 from mirakuru.adapter.posix import SIGKILL
@@ -15,12 +16,14 @@ from mirakuru.adapter.teardown.signalling import KILL_WAIT, KillPolicy, Leader, 
 from mirakuru.adapter.teardown.terminate import StopReport
 
 __all__ = [
+    "START_OWNER",
     "STOP_START_GRACE",
     "StartGate",
     "kill_leftovers",
     "kill_run",
     "signal_claimed",
     "signal_leader",
+    "start_owner",
     "stop_run",
     "stop_stand_in",
 ]
@@ -117,18 +120,30 @@ def kill_leftovers(marker: str, tokens: set[str]) -> None:
             member.close()
 
 
+#: Set by an ``astart()`` for its task: the task and the worker threads it hands work to
+#: (they copy its context) are one starter, whichever thread each step runs on.
+START_OWNER: ContextVar[object | None] = ContextVar("mirakuru_start_owner", default=None)
+
+
+def start_owner() -> object:
+    """Who is running here: the ``astart()`` whose context this is, else this thread."""
+    owner = START_OWNER.get()
+    return owner if owner is not None else threading.get_ident()
+
+
 class StartGate:
-    """Which thread waits in start(), so stop() elsewhere can cut the wait short."""
+    """Which thread (or ``astart()`` task) waits in start(), so stop() elsewhere can cut the
+    wait short."""
 
     def __init__(self) -> None:
-        self.starter: int | None = None
+        self.starter: object | None = None
         # Made per waiting start(), not per executor: most executors never need one.
         self._done: threading.Event | None = None
 
     def enter(self) -> None:
         """This thread begins waiting for readiness."""
         self._done = threading.Event()
-        self.starter = threading.get_ident()
+        self.starter = start_owner()
 
     def leave(self) -> None:
         """The wait ended, however it ended."""
@@ -142,7 +157,7 @@ class StartGate:
 
     def other_thread_starting(self) -> bool:
         """Whether a thread other than this one waits in start()."""
-        return self.starter is not None and self.starter != threading.get_ident()
+        return self.starter is not None and self.starter != start_owner()
 
     def wait_for_other(self, lock: threading.RLock, remaining: float | None) -> None:
         """Wait (lock released, bounded) for the other thread's start() to end."""

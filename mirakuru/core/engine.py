@@ -1,0 +1,167 @@
+"""The wait engine: every decision of a readiness wait, fed the time and the events.
+
+A driver (the blocking waiter, the async waiter, a simulation on a virtual clock) owns the
+effects: it runs the check, blocks until an event or a time, and reads the clocks. The
+engine owns the decisions: check now, wait until an instant, or finish with an outcome.
+Nothing here reads a clock or touches the system, so one engine serves every driver and a
+test can drive it with invented readings.
+
+A driver's loop::
+
+    decision = engine.begin()
+    while not isinstance(decision, Finish):
+        if isinstance(decision, Check):
+            decision = engine.checked(check(), clock(), cpu_clock())
+        else:  # Wait
+            hinted = block_until_event_or(decision.delay)
+            decision = engine.woke(clock(), hinted=hinted)
+    return decision.outcome
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from mirakuru.core.budget import Budget
+from mirakuru.core.outcome import Outcome, Ready, TimedOut
+from mirakuru.core.schedule import PollSchedule, adaptive_cap
+
+__all__ = ["CHECK", "Check", "Decision", "Finish", "Wait", "WaitEngine", "overtime_budget"]
+
+
+@attrs.frozen(slots=True)
+class Check:
+    """Run the readiness check now, then report it with :meth:`WaitEngine.checked`."""
+
+
+@attrs.frozen(slots=True)
+class Wait:
+    """Block until ``until`` (``delay`` seconds after the reading the decision was made
+    at) or an event, whichever is first, then report with :meth:`WaitEngine.woke`."""
+
+    until: float
+    delay: float
+
+
+@attrs.frozen(slots=True)
+class Finish:
+    """The wait is over: ``outcome`` says how."""
+
+    outcome: Outcome
+
+
+Decision = Check | Wait | Finish
+
+#: The one Check value: it carries nothing, so drivers can compare by identity.
+CHECK = Check()
+
+
+def overtime_budget(budget: Budget | None, now: float, step: float) -> Budget:
+    """The budget to go on with after a timeout that the executor chose to ride out.
+
+    A budget that is no longer expired (the timeout hook extended it) is kept; an expired
+    one gives way to a single ``step``, so waiting past the deadline is never a spin.
+    """
+    if budget is None:
+        return Budget.unbounded()
+    return Budget.starting_at(now, step) if budget.expired(now) else budget
+
+
+class WaitEngine:
+    """The decisions of one readiness wait.
+
+    The first check always runs, even with an expired budget; after that a check runs when
+    an event or the schedule's next delay wakes the driver, unless the deadline has passed
+    by then (readiness seen past the deadline is a timeout). A hint (an event saying
+    readiness is probably moments away, say a file appearing in a watched directory)
+    restarts the schedule at its first, shortest delay. With ``adaptive``, the schedule's
+    cap follows the cheapest wake-up seen so far (the CPU between one check's end and the
+    next's, less what serving events cost: see :func:`~mirakuru.core.schedule.adaptive_cap`).
+    """
+
+    __slots__ = (
+        "_adaptive",
+        "_budget",
+        "_cap",
+        "_cycle_began",
+        "_first",
+        "_index",
+        "_schedule",
+        "_wake_cost",
+        "checks",
+    )
+
+    def __init__(self, budget: Budget, schedule: PollSchedule, *, adaptive: bool = True) -> None:
+        self._schedule = schedule
+        self._adaptive = adaptive
+        #: How many checks ran, over the whole wait (resumes included).
+        self.checks = 0
+        self._restart(budget)
+
+    def _restart(self, budget: Budget) -> None:
+        self._budget = budget
+        self._index = 0  # position in the schedule; a hint moves it back to the start
+        self._wake_cost = math.inf  # CPU seconds of the cheapest wake-up so far
+        self._cycle_began = 0.0
+        self._cap = self._schedule.cap
+        self._first = True  # no wake-up precedes a round's first check: no cost to measure
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the cap follows the checks' cost (the driver then reports CPU readings)."""
+        return self._adaptive
+
+    @property
+    def budget(self) -> Budget:
+        """The budget the current round of the wait runs under."""
+        return self._budget
+
+    @property
+    def cap(self) -> float:
+        """The longest delay between checks at this point (the adaptive cap, if adaptive)."""
+        return self._cap
+
+    def begin(self) -> Check:
+        """The first decision of a round: always a check."""
+        return CHECK
+
+    def checked(self, passed: bool, now: float, cpu: float = 0.0) -> Decision:
+        """A check just ended at ``now`` (``passed`` or not); ``cpu`` is a reading of the
+        waiter's CPU clock, for the adaptive cap (ignored unless adaptive)."""
+        self.checks += 1
+        first, self._first = self._first, False
+        if passed:
+            return Finish(Ready(self.checks))
+        if self._adaptive:
+            if not first:
+                # The cheapest wake-up so far is what the check itself costs. Dearer ones
+                # paid for one-time work (imports, name resolution), a cold CPU after a
+                # long sleep or a busy machine; following them would only slow detection.
+                self._wake_cost = min(self._wake_cost, cpu - self._cycle_began)
+                self._cap = adaptive_cap(self._wake_cost, self._schedule.cap)
+            self._cycle_began = cpu
+        budget = self._budget
+        if budget.expired(now):
+            return Finish(TimedOut(self.checks))
+        delay = min(self._schedule.wait(self._index, budget.remaining(now)), self._cap)
+        self._index += 1
+        return Wait(now + delay, delay)
+
+    def woke(self, now: float, *, hinted: bool = False, served: float = 0.0) -> Decision:
+        """The wait ended at ``now``: by an event or its time. ``hinted``: a hint fired;
+        ``served``: CPU seconds spent serving events during it (the child's cost, not
+        the check's: kept out of the adaptive cap)."""
+        if hinted:
+            self._index = 0
+        self._cycle_began += served
+        if self._budget.expired(now):
+            return Finish(TimedOut(self.checks))
+        return CHECK
+
+    def resume(self, budget: Budget) -> Check:
+        """After a timeout the executor chose to ride out: a new round under ``budget``
+        (see :func:`overtime_budget`), beginning with a check."""
+        self._restart(budget)
+        return CHECK

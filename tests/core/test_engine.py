@@ -1,0 +1,269 @@
+"""Property tests of the wait engine, driven on a fake clock with scripted events.
+
+The driver here is the smallest one possible: a check that passes from a chosen instant
+on, events at chosen instants, and time that moves only when the engine says to wait.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mirakuru.core.budget import Budget
+from mirakuru.core.engine import (
+    Check,
+    Decision,
+    Finish,
+    Wait,
+    WaitEngine,
+    overtime_budget,
+)
+from mirakuru.core.outcome import Outcome, Ready, TimedOut
+from mirakuru.core.schedule import FIRST_DELAY, PollSchedule, adaptive_cap, event_schedule
+from tests.core.strategies import FakeClock, instants
+
+# Bounded so that a wait takes at most a few hundred turns of the loop.
+timeouts = st.floats(min_value=0.0, max_value=2.0, allow_nan=False)
+caps = st.floats(min_value=0.01, max_value=1.0, allow_nan=False)
+costs = st.floats(min_value=0.0, max_value=0.05, allow_nan=False)
+moments = st.floats(min_value=0.0, max_value=6.0, allow_nan=False)
+schedules = st.builds(
+    PollSchedule,
+    cap=caps,
+    first=st.floats(min_value=0.001, max_value=0.1),
+    growth=st.floats(min_value=1.0, max_value=3.0),
+)
+
+
+@attrs.frozen
+class Trace:
+    """What a simulated wait did: the outcome, when each check began, each wait's delay."""
+
+    outcome: Outcome
+    checks: tuple[float, ...]
+    delays: tuple[float, ...]
+    ended: float
+
+
+def drive(
+    engine: WaitEngine,
+    clock: FakeClock,
+    *,
+    ready_at: float = math.inf,
+    events: Sequence[float] = (),
+    hints: Sequence[float] = (),
+    cost: float = 0.0,
+) -> Trace:
+    """Run ``engine`` to its end on ``clock``; each check costs ``cost`` fake seconds of
+    both time and CPU. An event (or a hint) at instant t ends a wait that spans t."""
+    pending = sorted(t for t in {*events, *hints} if t > clock())
+    hinted_at = set(hints)
+    cpu = 0.0
+    checks: list[float] = []
+    delays: list[float] = []
+    decision: Decision = engine.begin()
+    while not isinstance(decision, Finish):
+        assert len(checks) < 100_000, "the engine never finishes"
+        if isinstance(decision, Check):
+            began = clock()
+            checks.append(began)
+            clock.advance(cost)
+            cpu += cost
+            decision = engine.checked(began >= ready_at, clock(), cpu)
+            continue
+        assert decision.delay >= 0.0
+        assert decision.until == pytest.approx(clock() + decision.delay)
+        delays.append(decision.delay)
+        due = [t for t in pending if t <= decision.until]
+        if due and due[0] > clock():
+            clock.now = due[0]
+        else:
+            clock.now = max(clock.now, decision.until)
+        fired = [t for t in pending if t <= clock()]
+        pending = [t for t in pending if t > clock()]
+        decision = engine.woke(clock(), hinted=any(t in hinted_at for t in fired))
+    return Trace(decision.outcome, tuple(checks), tuple(delays), clock())
+
+
+class TestBeginning:
+    """A wait always begins with a check."""
+
+    @given(start=instants, overdue=st.floats(min_value=0.0, max_value=100.0))
+    def test_expired_budget_checks_exactly_once(self, start: float, overdue: float) -> None:
+        """With the budget already gone, the check still runs once, and only once."""
+        clock = FakeClock(start + overdue)
+        trace = drive(WaitEngine(Budget(start), PollSchedule()), clock)
+        assert trace.outcome == TimedOut(1)
+        assert len(trace.checks) == 1
+
+    def test_begin_is_a_check(self) -> None:
+        """The first decision is to check, whatever the budget."""
+        assert isinstance(WaitEngine(Budget(0.0), PollSchedule()).begin(), Check)
+
+
+class TestDeadline:
+    """Never a check after the deadline, except the first; a timeout ends at the deadline."""
+
+    @given(timeout=timeouts, schedule=schedules, cost=costs, adaptive=st.booleans())
+    def test_never_checks_after_the_deadline(
+        self, timeout: float, schedule: PollSchedule, cost: float, adaptive: bool
+    ) -> None:
+        """Only the first check may begin at or after the deadline; then it gives up."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.starting_at(0.0, timeout), schedule, adaptive=adaptive)
+        trace = drive(engine, clock, cost=cost)
+        assert trace.outcome == TimedOut(len(trace.checks))
+        assert all(at < timeout for at in trace.checks[1:])
+        assert trace.ended >= timeout
+
+    @given(timeout=timeouts, schedule=schedules)
+    def test_gives_up_at_the_deadline(self, timeout: float, schedule: PollSchedule) -> None:
+        """With free checks, a wait that never succeeds ends exactly at the deadline."""
+        clock = FakeClock()
+        trace = drive(WaitEngine(Budget.starting_at(0.0, timeout), schedule), clock)
+        assert trace.ended == pytest.approx(timeout)
+
+    @given(timeout=timeouts, schedule=schedules, adaptive=st.booleans())
+    def test_waits_never_pass_the_deadline_or_the_cap(
+        self, timeout: float, schedule: PollSchedule, adaptive: bool
+    ) -> None:
+        """No wait is longer than the schedule's cap, nor than what remains."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.starting_at(0.0, timeout), schedule, adaptive=adaptive)
+        trace = drive(engine, clock, cost=0.0005)
+        assert all(delay <= schedule.cap + 1e-12 for delay in trace.delays)
+        assert trace.ended <= timeout + 0.0005 + 1e-9
+
+
+class TestReady:
+    """Readiness ends the wait at once and counts the checks."""
+
+    @given(timeout=timeouts, cost=costs, ready_at=moments, schedule=schedules)
+    def test_ready_counts_checks(
+        self, timeout: float, cost: float, ready_at: float, schedule: PollSchedule
+    ) -> None:
+        """A wait that ends Ready(k) made exactly k checks, the last one at or after the
+        readiness and before the deadline (unless it was the first)."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.starting_at(0.0, timeout), schedule)
+        trace = drive(engine, clock, ready_at=ready_at, cost=cost)
+        if isinstance(trace.outcome, Ready):
+            assert trace.outcome == Ready(len(trace.checks))
+            assert trace.checks[-1] >= ready_at
+            assert len(trace.checks) == 1 or trace.checks[-1] < timeout
+            assert all(at < ready_at for at in trace.checks[:-1])
+        assert engine.checks == len(trace.checks)
+
+    @settings(deadline=None)
+    @given(ready_at=st.floats(min_value=0.0, max_value=2.0), cap=caps)
+    def test_seen_within_one_cap(self, ready_at: float, cap: float) -> None:
+        """Polled readiness before the deadline is seen within one cap of it."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.starting_at(0.0, 10.0), PollSchedule(cap=cap), adaptive=False)
+        trace = drive(engine, clock, ready_at=ready_at)
+        assert isinstance(trace.outcome, Ready)
+        assert trace.ended - ready_at <= cap + 1e-9
+
+    @given(ready_at=st.floats(min_value=0.0, max_value=3.0))
+    def test_event_driven_readiness_seen_at_its_event(self, ready_at: float) -> None:
+        """With the event schedule, readiness announced by an event is seen at that event."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.starting_at(0.0, 5.0), event_schedule(), adaptive=False)
+        trace = drive(engine, clock, ready_at=ready_at, events=[ready_at])
+        assert trace.outcome == Ready(len(trace.checks))
+        assert trace.ended == ready_at
+
+
+class TestEvents:
+    """Events wake the wait early; hints also restart the schedule."""
+
+    @given(hint_at=st.floats(min_value=0.01, max_value=1.0))
+    def test_a_hint_restarts_the_schedule(self, hint_at: float) -> None:
+        """The wait after a hint is the schedule's first, shortest delay."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.starting_at(0.0, 2.0), PollSchedule(), adaptive=False)
+        decision: Decision = engine.begin()
+        while clock() < hint_at:
+            decision = engine.checked(False, clock())
+            assert isinstance(decision, Wait)
+            clock.now = min(decision.until, hint_at)
+            decision = engine.woke(clock(), hinted=clock() == hint_at)
+        assert isinstance(decision, Check)
+        after = engine.checked(False, clock())
+        assert isinstance(after, Wait)
+        assert after.delay == FIRST_DELAY
+
+    @given(events=st.lists(st.floats(min_value=0.0, max_value=1.0), max_size=20))
+    def test_an_event_is_followed_by_a_check(self, events: list[float]) -> None:
+        """Each event before the deadline causes a check at its instant."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.starting_at(0.0, 1.5), event_schedule(), adaptive=False)
+        trace = drive(engine, clock, events=events)
+        assert {t for t in events if t > 0} <= set(trace.checks)
+
+
+class TestAdaptiveCap:
+    """The cap follows the cheapest wake-up, never above the schedule's own cap."""
+
+    @given(cost=costs, sleep=caps)
+    def test_cap_follows_the_cheapest_wakeup(self, cost: float, sleep: float) -> None:
+        """After two checks of equal cost, the cap is adaptive_cap of that cost."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.unbounded(), PollSchedule(cap=sleep))
+        engine.checked(False, clock(), 0.0)
+        engine.woke(clock())
+        engine.checked(False, clock(), cost)
+        assert engine.cap == adaptive_cap(cost, sleep)
+
+    @given(cost=costs, served=costs)
+    def test_served_events_are_not_the_checks_cost(self, cost: float, served: float) -> None:
+        """CPU spent serving events during a wait is left out of the wake-up's cost."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.unbounded(), PollSchedule())
+        engine.checked(False, clock(), 0.0)
+        engine.woke(clock(), served=served)
+        engine.checked(False, clock(), served + cost)
+        assert engine.cap == pytest.approx(adaptive_cap(cost))
+
+    def test_not_adaptive_keeps_the_cap(self) -> None:
+        """Without adaptation, an expensive check does not change the cap."""
+        engine = WaitEngine(Budget.unbounded(), PollSchedule(cap=0.5), adaptive=False)
+        engine.checked(False, 0.0, 0.0)
+        engine.woke(0.0)
+        engine.checked(False, 0.0, 10.0)
+        assert engine.cap == 0.5
+
+
+class TestOvertime:
+    """Riding out a timeout: one step at a time, or the extended budget."""
+
+    @given(now=instants, step=caps, overdue=st.floats(min_value=0.0, max_value=10.0))
+    def test_expired_budget_gives_one_step(self, now: float, step: float, overdue: float) -> None:
+        """An expired budget gives way to one ``step`` from now."""
+        assert overtime_budget(Budget(now - overdue), now, step) == Budget(now + step)
+
+    @given(now=instants, left=st.floats(min_value=0.001, max_value=10.0))
+    def test_extended_budget_is_kept(self, now: float, left: float) -> None:
+        """A budget the timeout hook extended is kept as it is."""
+        budget = Budget(now + left)
+        assert overtime_budget(budget, now, 0.1) is budget
+
+    def test_no_budget_is_unbounded(self) -> None:
+        """No budget at all (the process is gone) waits without a deadline."""
+        assert overtime_budget(None, 5.0, 0.1) == Budget.unbounded()
+
+    @given(step=caps)
+    def test_resume_checks_at_once_and_keeps_counting(self, step: float) -> None:
+        """A resumed wait checks at once, and its checks add to the count."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.starting_at(0.0, 0.05), PollSchedule())
+        first = drive(engine, clock)
+        assert isinstance(first.outcome, TimedOut)
+        assert isinstance(engine.resume(overtime_budget(engine.budget, clock(), step)), Check)
+        second = drive(engine, clock, ready_at=clock())
+        assert second.outcome == Ready(len(first.checks) + 1)
