@@ -76,9 +76,9 @@ def group_of(process: subprocess.Popen[Any]) -> cgroup.Cgroup | None:
 
 
 def open_pidfd(pid: int) -> int | None:
-    """A pidfd for ``pid`` where the kernel has them, else None."""
+    """A pidfd for ``pid`` where the kernel has them (and portable mode is off), else None."""
     opener = getattr(os, "pidfd_open", None)
-    if opener is None:
+    if opener is None or not capabilities().pidfd:
         return None
     try:
         fd: int = opener(pid)

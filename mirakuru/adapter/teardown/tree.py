@@ -39,7 +39,6 @@ __all__ = [
 _PROC = "/proc"
 _HAS_PROC_ENVIRON = os.path.exists(f"{_PROC}/self/environ")
 _CAN_PIDFD_SIGNAL = hasattr(signal, "pidfd_send_signal")
-_HAS_PIDFD = hasattr(os, "pidfd_open")
 
 
 def _proc_fs() -> bool:
@@ -247,7 +246,7 @@ def survey(pid: int, since: float | None) -> tuple[list[Member], set[int] | None
     only their environments. None instead of the PIDs where that cannot be told (no
     ``/proc``, or no ``since``): scan them all.
     """
-    if not (_proc_fs() and _HAS_PIDFD):
+    if not (_proc_fs() and capabilities().pidfd):
         pinned = (Member.pin(process) for process in descendants(pid))
         return [member for member in pinned if member is not None], None
     table = _process_table()
