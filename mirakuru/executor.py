@@ -28,6 +28,7 @@ from mirakuru.adapter.readiness.wiring import (
     exit_code_within,
     only_event_driven,
 )
+from mirakuru.adapter.run.pump import DEFAULT_LIMIT
 from mirakuru.base import OUTPUT_END_GRACE, SimpleExecutor
 from mirakuru.core.budget import Budget
 from mirakuru.core.command import CommandLike
@@ -80,6 +81,7 @@ class Executor(SimpleExecutor):
         sig_stop: int | None = None,
         sig_kill: int | None = None,
         exp_sig: int | None = None,
+        output_limit: int | None = DEFAULT_LIMIT,
     ) -> None:
         """Describe the process and what "ready" means; see :class:`SimpleExecutor`.
 
@@ -113,6 +115,7 @@ class Executor(SimpleExecutor):
             sig_stop=sig_stop,
             sig_kill=sig_kill,
             exp_sig=exp_sig,
+            output_limit=output_limit,
         )
         if ready is not None:
             check_watched_streams(ready, {"stdout": self._stdout, "stderr": self._stderr})

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 import pytest
 
+from mirakuru.exceptions import check_environment
 from mirakuru.pytest_plugin.registry import (
     _LAST_WORKER_WAIT,
     _SHARED_DECLARED,
@@ -97,6 +98,7 @@ class _Spec:
                 "service_fixture: command must be a string, a sequence of arguments, or a"
                 f" function returning one (or an executor); got {command!r}"
             )
+        check_environment(envvars or {})
         if shared and scope != "session":
             raise ValueError(f"service_fixture: shared=True needs scope='session', got {scope!r}")
         self.command = command
@@ -168,6 +170,7 @@ def _executor(
     from mirakuru.base import Executor, SimpleExecutor
 
     envvars = dict(options.pop("envvars", None) or {})
+    check_environment(envvars)  # before {port} is filled in, which needs str values
     if port is None and _needs_port(command, ready, envvars):
         port = free_port(reservations)
     filled: str | list[str] = (

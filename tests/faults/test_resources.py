@@ -80,3 +80,102 @@ def test_a_forked_child_leaks_no_inotify_descriptor(tmp_path: os.PathLike[str]) 
     done = run_python(FORKED_STARTS, os.fspath(tmp_path))
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["leaked", "0"], done.stderr
+
+
+#: Prints 100 bytes, then becomes ready the way its executor waits for (argv[1] says which).
+CHATTY_SERVICE = r"""
+import os, socket, sys, time
+kind, where = sys.argv[1], sys.argv[2]
+print("x" * 99, flush=True)
+if kind == "output":
+    print("ready", flush=True)
+elif kind == "tcp":
+    server = socket.create_server(("127.0.0.1", int(where)))
+elif kind == "http":
+    import http.server
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(200)
+            self.end_headers()
+        def log_message(self, *args):
+            pass
+    http.server.HTTPServer(("127.0.0.1", int(where)), Handler).serve_forever()
+elif kind == "pid":
+    with open(where, "w") as pid_file:
+        pid_file.write(str(os.getpid()))
+elif kind == "unix":
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(where)
+    server.listen()
+time.sleep(60)
+"""
+
+
+def _executor_of(kind: str, where: str, limit: object) -> object:
+    from mirakuru import (
+        HTTPExecutor,
+        OutputExecutor,
+        PidExecutor,
+        SimpleExecutor,
+        TCPExecutor,
+        UnixSocketExecutor,
+    )
+
+    command = [sys.executable, "-c", CHATTY_SERVICE, kind, where]
+    if kind == "simple":
+        return SimpleExecutor(command, output_limit=limit)  # type: ignore[arg-type]
+    if kind == "output":
+        return OutputExecutor(command, banner="ready", output_limit=limit)
+    if kind == "tcp":
+        return TCPExecutor(command, host="127.0.0.1", port=int(where), output_limit=limit)
+    if kind == "http":
+        return HTTPExecutor(command, url=f"http://127.0.0.1:{where}/", output_limit=limit)
+    if kind == "pid":
+        return PidExecutor(command, where, output_limit=limit)
+    return UnixSocketExecutor(command, where, output_limit=limit)
+
+
+KINDS = ["output", "tcp", "http", "pid", "unix"]
+
+
+class TestOutputLimit:
+    """``output_limit`` is a whole number of bytes >= 1 (or None), for every executor."""
+
+    @pytest.mark.parametrize(
+        ("limit", "error"),
+        [
+            (100.5, TypeError),
+            (1e6, TypeError),
+            (float("inf"), TypeError),
+            (True, TypeError),
+            ("100", TypeError),
+            (0, ValueError),
+            (-5, ValueError),
+        ],
+    )
+    @pytest.mark.parametrize("kind", ["simple", *KINDS])
+    def test_bad_limit_is_refused_before_spawning(
+        self, kind: str, limit: object, error: type[Exception], tmp_path: os.PathLike[str]
+    ) -> None:
+        """A limit that is not a positive int is a typed error naming it; nothing runs."""
+        where = "1" if kind in ("tcp", "http") else os.path.join(os.fspath(tmp_path), "x")
+        with pytest.raises(error, match="output_limit"):
+            _executor_of(kind, where, limit)
+
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_every_executor_keeps_only_the_limit(
+        self, kind: str, tmp_path: os.PathLike[str]
+    ) -> None:
+        """Each executor kind takes ``output_limit=`` and keeps that many bytes of output."""
+        from mirakuru.ports import free_port
+
+        names = {"pid": "svc.pid", "unix": "svc.sock"}
+        where = (
+            os.path.join(os.fspath(tmp_path), names[kind]) if kind in names else str(free_port())
+        )
+        executor = _executor_of(kind, where, 10)
+        with executor:  # type: ignore[attr-defined]
+            pass
+        notes = [change.detail or "" for change in executor.history]  # type: ignore[attr-defined]
+        expected = "stdout: 96 bytes" if kind == "output" else "stdout: 90 bytes"
+        assert any("output_limit" in note and expected in note for note in notes), notes
