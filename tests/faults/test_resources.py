@@ -7,6 +7,7 @@ Drivers run in a child interpreter whenever the test changes process-wide limits
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -179,3 +180,43 @@ class TestOutputLimit:
         notes = [change.detail or "" for change in executor.history]  # type: ignore[attr-defined]
         expected = "stdout: 96 bytes" if kind == "output" else "stdout: 90 bytes"
         assert any("output_limit" in note and expected in note for note in notes), notes
+
+
+HUGE_LINES = r"""
+import json, resource, sys
+from mirakuru import OutputExecutor
+from mirakuru.exceptions import TimeoutExpired
+
+# Twenty lines of 8 MB, then the output ends without the banner.
+PRINT = "import sys\nfor n in range(20):\n    sys.stdout.write(str(n % 10) * (8 << 20) + '\\n')\n"
+executor = OutputExecutor([sys.executable, "-c", PRINT], banner="never printed", timeout=50)
+try:
+    executor.start()
+except TimeoutExpired as error:
+    message = str(error)
+    tail = list(error.output_tail)
+else:
+    raise SystemExit("started")
+print(json.dumps({
+    "message": len(message.encode()),
+    "tail": sum(len(line.encode()) for line in tail),
+    "tail_now": sum(len(line.encode()) for line in executor.output_tail()),
+    "lines": len(tail),
+    "last": tail[-1][-200:],
+    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+}))
+"""
+
+
+def test_huge_lines_are_cut_in_the_tail_and_the_message() -> None:
+    """Twenty 8 MB lines give a tail and a message of kilobytes that say lines were cut."""
+    done = run_python(HUGE_LINES)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["lines"] == 20
+    assert report["tail"] < 100_000
+    assert report["tail_now"] < 100_000
+    assert report["message"] < 120_000
+    assert "cut" in report["last"]
+    # Before the tail was bounded the driver peaked near 700 MB; the pipe data is 160 MB.
+    assert report["peak_mb"] < 200

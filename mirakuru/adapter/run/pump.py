@@ -27,10 +27,21 @@ import threading
 import weakref
 from collections.abc import Callable
 
-__all__ = ["DEFAULT_LIMIT", "TAIL_LINES", "BannerWatch", "OutputPump", "Spool", "StreamPump"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "TAIL_LINES",
+    "TAIL_LINE_BYTES",
+    "BannerWatch",
+    "OutputPump",
+    "Spool",
+    "StreamPump",
+]
 
 #: How many of the last output lines of each stream are kept for error messages.
 TAIL_LINES = 20
+#: The most bytes of one line kept in the tail; the rest is cut (and the line says so), so
+#: the tail and every error message quoting it stay small whatever the service prints.
+TAIL_LINE_BYTES = 1024
 #: Bytes read per drain call before giving others a turn.
 _READ_SIZE = 1 << 20
 #: A larger pipe means fewer wake-ups when the child prints a lot (best effort).
@@ -247,7 +258,27 @@ def _last_lines(block: bytes, start: int = 0, end: int | None = None) -> list[st
         if first < 0:
             first = start - 1
             break
-    return block[first + 1 : stop].decode("utf-8", "replace").split("\n")
+    if stop - first - 1 <= TAIL_LINE_BYTES:  # no line can be too long: decode them at once
+        return block[first + 1 : stop].decode("utf-8", "replace").split("\n")
+    lines: list[str] = []
+    begin = first + 1
+    while True:
+        newline = block.find(b"\n", begin, stop)
+        finish = stop if newline < 0 else newline
+        lines.append(_cut_line(block, begin, finish))
+        if newline < 0:
+            return lines
+        begin = newline + 1
+
+
+def _cut_line(block: bytes, begin: int, finish: int) -> str:
+    """The line ``block[begin:finish]``, decoded; past :data:`TAIL_LINE_BYTES` cut, saying so."""
+    if finish - begin <= TAIL_LINE_BYTES:
+        return block[begin:finish].decode("utf-8", "replace")
+    cut = begin + TAIL_LINE_BYTES
+    while cut > begin and block[cut] & 0xC0 == 0x80:
+        cut -= 1  # inside a UTF-8 sequence: cut before the character, not through it
+    return f"{block[begin:cut].decode('utf-8', 'replace')} [... {finish - cut} more bytes cut]"
 
 
 class StreamPump:
