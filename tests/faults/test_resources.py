@@ -220,3 +220,109 @@ def test_huge_lines_are_cut_in_the_tail_and_the_message() -> None:
     assert "cut" in report["last"]
     # Before the tail was bounded the driver peaked near 700 MB; the pipe data is 160 MB.
     assert report["peak_mb"] < 200
+
+
+FILE_SIZE_LIMIT = r"""
+import json, resource, sys
+from mirakuru import OutputExecutor, SimpleExecutor
+
+# The spool file may not grow past 256 KiB: writing more fails with EFBIG (Python ignores
+# SIGXFSZ), as it would on a full disk.
+resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, resource.RLIM_INFINITY))
+LINES = "import sys\nfor n in range(20000):\n    print(f'{n:09d}' + '.' * 90)\n"
+BANNER = LINES + "print('banner', flush=True)\n" + LINES + "import time; time.sleep(60)\n"
+report = {}
+banner = OutputExecutor([sys.executable, "-c", BANNER], banner="banner", timeout=20)
+banner.start()
+report["banner_state"] = banner.state.value
+banner.stop()
+report["banner_stopped"] = banner.state.value
+plain = SimpleExecutor([sys.executable, "-c", LINES + "print('last', flush=True)\n"])
+plain.start()
+plain.process.wait(20)
+plain.stop()
+report["plain_state"] = plain.state.value
+kept = plain.output().read()
+report["kept"] = len(kept)
+report["kept_head"] = kept[:9]
+report["tail"] = plain.output_tail()[-1]
+report["notes"] = [change.detail for change in plain.history if change.trigger.value == "notify"]
+plain.start()  # a later start works as usual
+plain.process.wait(20)
+plain.stop()
+report["again"] = plain.state.value
+print(json.dumps(report))
+"""
+
+NO_DESCRIPTORS = r"""
+import json, os, resource, sys, tempfile, time
+from mirakuru import SimpleExecutor
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+# Prints 2 MB once told to on its standard input: the spool must then move to a file.
+TALK = (
+    "import sys\nsys.stdin.readline()\n"
+    "for n in range(20000):\n    print(f'{n:09d}' + '.' * 90)\nprint('last', flush=True)\n"
+)
+executor = SimpleExecutor([sys.executable, "-c", TALK]).start()
+tempfile.gettempdir()  # chosen now, as in any process that made a temporary file before
+hoard = []
+try:
+    while True:
+        hoard.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass  # every descriptor is taken: the spool file cannot be opened
+try:
+    executor.process.stdin.write("go\n")
+    executor.process.stdin.flush()
+    executor.process.wait(20)
+    stream = executor._run.pump.streams["stdout"]
+    deadline = time.monotonic() + 20
+    while not stream.eof and time.monotonic() < deadline:
+        time.sleep(0.01)
+    report = {"drained": stream.eof, "kept": len(executor.output().read())}
+finally:
+    # The interpreter cannot even exit without a free descriptor. (Stopping needs some
+    # too, to read /proc: that is teardown's business, not the spool's.)
+    for fd in hoard:
+        os.close(fd)
+executor.stop()
+report["state"] = executor.state.value
+report["tail"] = executor.output_tail()[-1]
+report["notes"] = [c.detail for c in executor.history if c.trigger.value == "notify"]
+print(json.dumps(report))
+"""
+
+
+class TestSpoolFailures:
+    """A spool that cannot grow (disk full, no descriptors) degrades to the memory it has."""
+
+    def test_file_size_limit(self) -> None:
+        """Past RLIMIT_FSIZE the output is drained and scanned, stop() ends, output() reads."""
+        done = run_python(FILE_SIZE_LIMIT)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout.splitlines()[-1])
+        assert report["banner_state"] == "running"
+        assert report["banner_stopped"] == "stopped"
+        assert report["plain_state"] == "stopped"
+        assert report["again"] == "stopped"
+        assert report["kept_head"] == "000000000"
+        assert 64 << 10 <= report["kept"] <= 256 << 10
+        assert report["tail"] == "[stdout] last"
+        (note,) = [note for note in report["notes"] if "lost" in note]
+        assert "File too large" in note
+        assert f"stdout: {20000 * 100 + 5 - report['kept']} bytes lost" in note
+
+    def test_no_free_descriptor(self) -> None:
+        """EMFILE when the spool moves to a file: the pipe is drained to its end, the memory
+        part is readable at once, and stop() ends the run as usual."""
+        done = run_python(NO_DESCRIPTORS)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout.splitlines()[-1])
+        assert report["drained"] is True
+        assert report["state"] == "stopped"
+        assert 0 < report["kept"] <= 64 << 10
+        assert report["tail"] == "[stdout] last"
+        (note,) = [note for note in report["notes"] if "lost" in note]
+        assert "Too many open files" in note
+        assert f"stdout: {20000 * 100 + 5 - report['kept']} bytes lost" in note

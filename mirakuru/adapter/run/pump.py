@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import io
+import logging
 import os
 
 try:
@@ -36,6 +38,8 @@ __all__ = [
     "Spool",
     "StreamPump",
 ]
+
+LOG = logging.getLogger(__name__)
 
 #: How many of the last output lines of each stream are kept for error messages.
 TAIL_LINES = 20
@@ -65,6 +69,10 @@ class Spool:
         self._size = 0
         self._closed = False  # no more writes will come
         self._released = False
+        #: Why the spool stopped keeping output (its file could not be made or written).
+        self.failure: str | None = None
+        #: Bytes not kept since then.
+        self.lost = 0
         # One condition may serve all the spools of a run: readers re-check their own.
         self._changed = changed if changed is not None else threading.Condition()
 
@@ -79,8 +87,16 @@ class Spool:
         return self._fd is not None
 
     def write(self, data: bytes) -> None:
-        """Append ``data`` and wake blocked readers."""
+        """Append ``data`` and wake blocked readers.
+
+        Never raises for want of disk or descriptors: the spool then keeps what it has,
+        counts the rest as :attr:`lost` and says why in :attr:`failure`. The pipe must
+        still be drained, or the child would block on it.
+        """
         if self._released:
+            return
+        if self.failure is not None:
+            self.lost += len(data)
             return
         if self._fd is None and self._size + len(data) <= MEMORY_SPOOL:
             with self._changed:
@@ -88,24 +104,38 @@ class Spool:
                 self._size += len(data)
                 self._changed.notify_all()
             return
-        if self._fd is None:
-            self._spill()
-        assert self._fd is not None
         view = memoryview(data)
-        while view:
-            written = os.pwrite(self._fd, view, self._size)
-            view = view[written:]
-            with self._changed:
-                self._size += written
-                self._changed.notify_all()
+        try:
+            if self._fd is None:
+                self._spill()
+            assert self._fd is not None
+            while view:
+                written = os.pwrite(self._fd, view, self._size)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+                with self._changed:
+                    self._size += written
+                    self._changed.notify_all()
+        except OSError as error:
+            self._fail(error, len(view))
+
+    def _fail(self, error: OSError, unwritten: int) -> None:
+        self.failure = str(error)
+        self.lost += unwritten
+        LOG.warning("output no longer kept (the output spool failed: %s)", error)
 
     def _spill(self) -> None:
         fd, path = tempfile.mkstemp(prefix="mirakuru-output-")
-        os.unlink(path)
+        try:
+            os.unlink(path)
+            _write_all(fd, self._memory)
+        except BaseException:
+            os.close(fd)  # the memory part stays where it was, still readable
+            raise
         # Closed on release(), or when the spool is collected (an executor dropped after
         # stop() still holds its output): no descriptor leak, no ResourceWarning.
         self._release = weakref.finalize(self, os.close, fd)
-        os.pwrite(fd, self._memory, 0)
         with self._changed:
             self._fd = fd
             self._memory = bytearray()
@@ -141,6 +171,17 @@ class Spool:
         """A new text stream reading this spool from byte ``position``."""
         raw = _SpoolRaw(self, position)
         return io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", errors="replace")
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    """Write ``data`` at the start of ``fd``, through short writes; OSError if it cannot."""
+    view = memoryview(data)
+    position = 0
+    while position < len(view):
+        written = os.pwrite(fd, view[position:], position)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        position += written
 
 
 class _SpoolRaw(io.RawIOBase):
@@ -419,6 +460,14 @@ class OutputPump:
     def dropped(self) -> dict[str, int]:
         """Bytes left out of each stream's spool because it reached its limit."""
         return {name: pump.dropped for name, pump in self.streams.items() if pump.dropped}
+
+    def lost(self) -> dict[str, tuple[int, str]]:
+        """Bytes each stream's spool could not keep because it failed, and why."""
+        return {
+            name: (pump.spool.lost, pump.spool.failure)
+            for name, pump in self.streams.items()
+            if pump.spool.failure is not None
+        }
 
     def close(self) -> None:
         """Drain what is left once the reactor let go of the pipes; spools stay readable."""
