@@ -195,18 +195,22 @@ class Executor(SimpleExecutor):
     def _spawn(self) -> None:
         probe = self._readiness_probe()
         self._wiring.close()
-        self._wiring = Readiness(probe, self._note_status)
+        self._wiring = Readiness(probe, self._note_status, self._note)
         try:
             super()._spawn()
         except BaseException:
             self._wiring.close()
             raise
         if self._run is not None:
-            self._wiring.attach(probe, self._run)
+            self._wiring.attach(probe, self._run, self._uuid)
 
     def _note_status(self, status: str) -> None:
+        # Bounded: a service (or anything it runs) may send STATUS= without end.
+        self._note(f"STATUS={status}", bounded=True)
+
+    def _note(self, detail: str, bounded: bool = False) -> None:
         try:
-            self._lifecycle.note(f"STATUS={status}", monotonic())
+            self._lifecycle.note(detail, monotonic(), bounded=bounded)
         except Exception:
             LOG.exception("a state listener of %s failed", self)
 

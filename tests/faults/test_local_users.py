@@ -1,0 +1,220 @@
+"""Another local user against our services: forged readiness, floods, planted paths, tokens.
+
+These tests run as root so that a helper process can drop to ``nobody`` (the other user);
+as anyone else they are skipped. The hostile processes are children of the test, never of
+the service, so they stand for any process on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from mirakuru import Executor, probes
+from mirakuru.adapter.readiness.notify import MAX_DATAGRAM, STATUSES_KEPT, NotifySocket
+from mirakuru.core.lifecycle import State
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user"
+)
+
+#: Safety bound for every wait; never a timing target.
+BOUND = 20.0
+NOBODY = pwd.getpwnam("nobody") if hasattr(os, "geteuid") else None
+
+#: Sends datagrams to the notify address argv[1] as uid argv[2] ("-": stay as we are), prints
+#: "sent" and stays alive until its standard input closes (so its PID can still be checked).
+SENDER = r"""
+import os, socket, sys
+address, uid, count, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+if uid != "-":
+    os.setgroups([])
+    os.setgid(int(sys.argv[5]))
+    os.setuid(int(uid))
+if address.startswith("@"):
+    address = "\0" + address[1:]
+with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+    for number in range(count):
+        body = f"STATUS=pwned {number} ".encode()
+        sock.sendto(body + b"x" * max(0, size - len(body)), address)
+    sock.sendto(b"READY=1\nSTATUS=pwned ready", address)
+print("sent", flush=True)
+sys.stdin.read()
+"""
+
+#: Waits for the go file argv[1], then reports ready the way argv[2] says.
+SERVICE = r"""
+import os, socket, subprocess, sys, time
+go, how = sys.argv[1], sys.argv[2]
+while not os.path.exists(go):
+    time.sleep(0.002)
+address = os.environ["NOTIFY_SOCKET"]
+if address.startswith("@"):
+    address = "\0" + address[1:]
+if how == "child":  # as systemd-notify does: a short-lived child sends and exits
+    subprocess.run([sys.executable, "-c", (
+        "import os, socket\n"
+        "address = os.environ['NOTIFY_SOCKET'].replace('@', chr(0), 1)\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "s.sendto(b'STATUS=from a child\\nREADY=1', address)\n"
+    )], check=True)
+else:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        if how == "flood":
+            for number in range(1000):
+                sock.sendto(f"STATUS=step {number} ".encode() + b"." * 3000, address)
+            sock.sendto(b"STATUS=" + b"y" * (2 * 4096), address)
+        sock.sendto(b"STATUS=real\nREADY=1", address)
+time.sleep(60)
+"""
+
+
+def sender(address: str, as_user: bool, count: int = 0, size: int = 0) -> subprocess.Popen[str]:
+    """A process outside the service (of ``nobody`` or of ours) that forges datagrams."""
+    assert NOBODY is not None
+    who = [str(NOBODY.pw_uid), str(NOBODY.pw_gid)] if as_user else ["-"]
+    return subprocess.Popen(
+        [sys.executable, "-c", SENDER, address, who[0], str(count), str(size), *who[1:]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def go(tmp_path: os.PathLike[str]) -> str:
+    """The file that lets the service report ready."""
+    return os.path.join(os.fspath(tmp_path), "go")
+
+
+def notify_executor(go: str, how: str = "plain") -> Executor:
+    return Executor(
+        [sys.executable, "-c", SERVICE, go, how], ready=probes.sd_notify(), timeout=BOUND
+    )
+
+
+def forge_while_starting(
+    executor: Executor, go: str, as_user: bool, count: int = 0
+) -> tuple[threading.Thread, dict[str, object]]:
+    """A thread that forges datagrams once the start waits, then lets the service go on."""
+    seen: dict[str, object] = {}
+
+    def forge() -> None:
+        try:
+            assert wait_until(lambda: executor._wiring.notify is not None, BOUND)
+            notify = executor._wiring.notify
+            assert notify is not None
+            forger = sender(notify.address, as_user, count, 4000)
+            try:
+                assert forger.stdout is not None
+                seen["sent"] = forger.stdout.readline().strip()
+                # Refused while the forger is still alive to be looked at.
+                seen["refused"] = wait_until(
+                    lambda: getattr(notify, "refused", 0) >= count + 1, BOUND / 4
+                )
+            finally:
+                assert forger.stdin is not None
+                forger.stdin.close()
+                forger.wait(BOUND)
+        finally:
+            seen["ready_before_go"] = executor.state is State.RUNNING
+            with open(go, "w"):
+                pass
+
+    thread = threading.Thread(target=forge, daemon=True)
+    thread.start()
+    return thread, seen
+
+
+def statuses(executor: Executor) -> list[str]:
+    return [
+        change.detail or ""
+        for change in executor.history
+        if (change.detail or "").startswith("STATUS=")
+    ]
+
+
+def notes(executor: Executor) -> list[str]:
+    return [change.detail or "" for change in executor.history]
+
+
+class TestForgedReadiness:
+    """Only the service (its tree, its session, its cgroup) may report it ready."""
+
+    @pytest.mark.parametrize("as_user", [True, False], ids=["other-user", "same-uid-stranger"])
+    def test_a_stranger_cannot_report_ready(self, go: str, as_user: bool) -> None:
+        """READY=1 and STATUS= from outside the service are refused, logged and counted."""
+        executor = notify_executor(go)
+        thread, seen = forge_while_starting(executor, go, as_user)
+        try:
+            executor.start()
+            assert os.path.exists(go), "ready before the service said so"
+        finally:
+            thread.join(BOUND)
+            executor.stop()
+        assert seen["sent"] == "sent"
+        assert seen["ready_before_go"] is False
+        assert seen["refused"] is True
+        assert statuses(executor) == ["STATUS=real"]
+        assert any("1 datagrams from outside the service refused" in n for n in notes(executor))
+
+    def test_a_child_of_the_service_may_report(self, go: str) -> None:
+        """A short-lived child of the service (as systemd-notify is) is the service's."""
+        with open(go, "w"):
+            pass
+        with notify_executor(go, "child") as executor:
+            assert executor.state is State.RUNNING
+        assert statuses(executor) == ["STATUS=from a child"]
+
+    def test_a_private_socket_file_is_out_of_reach(self) -> None:
+        """Without the abstract namespace the socket is a file in a 0700 directory."""
+        notify = NotifySocket(abstract=False)
+        try:
+            assert os.stat(os.path.dirname(notify.address)).st_mode & 0o777 == 0o700
+            forger = sender(notify.address, as_user=True)
+            out, _ = forger.communicate(timeout=BOUND)
+            assert forger.returncode != 0
+            assert "sent" not in out
+            notify.on_readable()
+            assert not notify.ready
+        finally:
+            notify.close()
+
+
+class TestNotifyCosts:
+    """What the notify socket may cost is bounded, whoever sends."""
+
+    def test_status_flood_from_the_service(self, go: str) -> None:
+        """A thousand STATUS lines keep the last hundred; an oversized datagram is dropped."""
+        with open(go, "w"):
+            pass
+        with notify_executor(go, "flood") as executor:
+            pass
+        kept = statuses(executor)
+        assert len(kept) == STATUSES_KEPT
+        assert kept[-1] == "STATUS=real"
+        assert kept[0].startswith("STATUS=step 901 ")
+        summary = [n for n in notes(executor) if n.startswith("sd_notify:")]
+        assert summary == [
+            f"sd_notify: 1001 STATUS messages, the history keeps the last {STATUSES_KEPT};"
+            f" 1 datagrams over {MAX_DATAGRAM} bytes dropped"
+        ]
+
+    def test_flood_from_another_user_costs_nothing(self, go: str) -> None:
+        """Five hundred 4 KB datagrams from another user leave nothing in the history."""
+        executor = notify_executor(go)
+        thread, seen = forge_while_starting(executor, go, as_user=True, count=500)
+        try:
+            executor.start()
+        finally:
+            thread.join(BOUND)
+            executor.stop()
+        assert seen["refused"] is True
+        assert statuses(executor) == ["STATUS=real"]
+        assert any("501 datagrams from outside the service refused" in n for n in notes(executor))
