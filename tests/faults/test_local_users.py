@@ -7,6 +7,7 @@ the service, so they stand for any process on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import subprocess
@@ -15,9 +16,11 @@ import threading
 
 import pytest
 
-from mirakuru import Executor, probes
+from mirakuru import Executor, SimpleExecutor, probes
+from mirakuru.adapter.capabilities import capabilities
 from mirakuru.adapter.readiness.notify import MAX_DATAGRAM, STATUSES_KEPT, NotifySocket
 from mirakuru.core.lifecycle import State
+from tests.faults.programs import REPO
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -218,3 +221,90 @@ class TestNotifyCosts:
         assert seen["refused"] is True
         assert statuses(executor) == ["STATUS=real"]
         assert any("501 datagrams from outside the service refused" in n for n in notes(executor))
+
+
+#: Starts a service, then a process of ``nobody`` carrying a copy of its token; prints
+#: "<service pid> <thief pid> <watchdog pid>", then ends as argv[1] says.
+MARKER_THIEF = r"""
+import os, pwd, subprocess, sys
+from mirakuru import SimpleExecutor
+from mirakuru.adapter.guard import watchdog
+
+nobody = pwd.getpwnam("nobody")
+service = SimpleExecutor(["sleep", "60"]).start()
+thief = subprocess.Popen(
+    ["sleep", "60"],
+    user=nobody.pw_uid,
+    group=nobody.pw_gid,
+    extra_groups=[],
+    env={"PATH": os.environ["PATH"], "mirakuru_uuid": service._uuid},
+    start_new_session=True,
+)
+print(service.process.pid, thief.pid, watchdog.watchdog_pid() or 0, flush=True)
+if sys.argv[1] == "stop":
+    service.stop()
+    print("stopped", service.state.value, flush=True)
+elif sys.argv[1] == "killed":
+    sys.stdin.read()  # until the test kills this process with SIGKILL
+# "exit": leave with the service running; the exit hook stops it
+"""
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class TestCopiedToken:
+    """A process of another user carrying our token is never signalled by us."""
+
+    @pytest.mark.parametrize("ending", ["exit", "stop", "killed"])
+    def test_the_thief_survives(self, ending: str) -> None:
+        """Exit hook, stop() and the watchdog kill our service and spare the stranger."""
+        import signal
+
+        driver = subprocess.Popen(
+            [sys.executable, "-c", MARKER_THIEF, ending],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": REPO},
+        )
+        thief = 0
+        try:
+            assert driver.stdout is not None
+            service, thief, guard = (int(word) for word in driver.stdout.readline().split())
+            if ending == "stop":
+                assert driver.stdout.readline().split() == ["stopped", "stopped"]
+            if ending == "killed":
+                driver.kill()
+            else:
+                assert driver.stdin is not None
+                driver.stdin.close()
+            driver.wait(BOUND)
+            assert wait_until(lambda: not _alive(service), BOUND)
+            if ending == "killed":
+                assert guard, "no watchdog to test"
+                assert wait_until(lambda: not _alive(guard), BOUND)  # it has done its work
+            assert _alive(thief)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait(BOUND)
+            if thief:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(thief, signal.SIGKILL)
+
+    @pytest.mark.skipif(not capabilities().cgroup, reason="needs a writable cgroup v2")
+    def test_cgroup_names_do_not_show_the_token(self) -> None:
+        """The service's cgroup, readable by anyone, is not named after its token."""
+        with SimpleExecutor(["sleep", "60"]) as executor:
+            assert executor.process is not None
+            with open(f"/proc/{executor.process.pid}/cgroup") as table:
+                membership = table.read()
+            assert "mirakuru-" in membership
+            assert executor._uuid.split(":", 1)[1] not in membership

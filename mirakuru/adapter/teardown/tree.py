@@ -148,11 +148,22 @@ class Member:
 
     @classmethod
     def claim(cls, pid: int, env_name: str, token: str) -> Member | None:
-        """Pin ``pid`` if, after pinning, it carries exactly our marker; else None."""
+        """Pin ``pid`` if, after pinning, it carries exactly our marker and runs as our
+        user; else None.
+
+        A marker is only a clue: another user can copy a token into a process of theirs
+        (root can read every environment, and a token once leaked stays valid). Their
+        process is never ours to signal; ours that changed user are found through their
+        tree or cgroup instead.
+        """
         fd = open_pidfd(pid)
         if fd is not None and _proc_fs():
             block = _read_environ(pid)
-            if block is not None and _carries(block, f"{env_name}={token}".encode()):
+            if (
+                block is not None
+                and _carries(block, f"{env_name}={token}".encode())
+                and _real_uid(pid) in _own_uids()
+            ):
                 return cls(pid, fd, None)
             os.close(fd)
             return None
@@ -161,6 +172,8 @@ class Member:
         try:
             process = psutil.Process(pid)
             if process.environ().get(env_name) != token:
+                return None
+            if process.uids().real not in _own_uids():
                 return None
         except (psutil.Error, OSError):
             return None
@@ -212,6 +225,24 @@ class Member:
 
     def __repr__(self) -> str:
         return f"<Member pid={self.pid}>"
+
+
+def _own_uids() -> set[int]:
+    return {os.getuid(), os.geteuid()}
+
+
+def _real_uid(pid: int) -> int | None:
+    """The real uid of ``pid`` from ``/proc/<pid>/status`` (None if gone or unreadable)."""
+    block = _read(f"{_PROC}/{pid}/status")
+    if block is None:
+        return None
+    start = block.find(b"\nUid:")
+    if start < 0:
+        return None
+    try:
+        return int(block[start + 5 :].split(None, 1)[0])
+    except (IndexError, ValueError):
+        return None
 
 
 def _maybe_process(pid: int) -> psutil.Process | None:
