@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mirakuru.adapter.paths import private_directory
+
 if TYPE_CHECKING:
     from mirakuru.base import SimpleExecutor
     from mirakuru.core.lifecycle import State, StateChange
@@ -58,7 +60,7 @@ def _presence(shared_root: Path) -> Path:
 def arrive(shared_root: Path) -> None:
     """Say that this worker may still use shared services (at its session start)."""
     presence = _presence(shared_root)
-    presence.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(presence.parent)
     presence.touch()
 
 
@@ -122,7 +124,7 @@ class Share:
     def _locked(self) -> Iterator[None]:
         import fcntl  # POSIX only: imported when a service is actually shared
 
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_directory(self.root)
         with open(self.root / "lock", "a") as handle:
             deadline = time.monotonic() + self.lock_timeout
             while True:

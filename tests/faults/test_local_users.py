@@ -10,16 +10,23 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from mirakuru import Executor, SimpleExecutor, probes
 from mirakuru.adapter.capabilities import capabilities
+from mirakuru.adapter.paths import UnsafeDirectory
 from mirakuru.adapter.readiness.notify import MAX_DATAGRAM, STATUSES_KEPT, NotifySocket
 from mirakuru.core.lifecycle import State
+from mirakuru.ports import free_port, run_reservations
 from tests.faults.programs import REPO
 from tests.helpers import wait_until
 
@@ -91,9 +98,9 @@ def sender(address: str, as_user: bool, count: int = 0, size: int = 0) -> subpro
 
 
 @pytest.fixture
-def go(tmp_path: os.PathLike[str]) -> str:
+def go(tmp_path: Path) -> str:
     """The file that lets the service report ready."""
-    return os.path.join(os.fspath(tmp_path), "go")
+    return os.path.join(tmp_path, "go")
 
 
 def notify_executor(go: str, how: str = "plain") -> Executor:
@@ -308,3 +315,123 @@ class TestCopiedToken:
                 membership = table.read()
             assert "mirakuru-" in membership
             assert executor._uuid.split(":", 1)[1] not in membership
+
+
+#: Runs argv[1] (Python source) as ``nobody``; the other arguments are its own.
+AS_NOBODY = r"""
+import os, pwd, sys
+nobody = pwd.getpwnam("nobody")
+os.setgroups([])
+os.setgid(nobody.pw_gid)
+os.setuid(nobody.pw_uid)
+exec(sys.argv.pop(1))  # with sys.argv[1:] its own arguments
+"""
+
+
+def as_nobody(source: str, *args: str) -> None:
+    """Run ``source`` as another user (``nobody``), bounded; it must succeed."""
+    subprocess.run([sys.executable, "-c", AS_NOBODY, source, *args], check=True, timeout=BOUND)
+
+
+@pytest.fixture
+def sticky() -> Iterator[Path]:
+    """A world-writable sticky directory in /tmp, as /tmp itself is: anyone may plant names."""
+    path = Path(tempfile.mkdtemp(prefix="mirakuru-sticky-", dir="/tmp"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """Where a planted symlink points: a directory only we may write to."""
+    path = tmp_path / "victim"
+    path.mkdir(mode=0o755)
+    return path
+
+
+def plant_symlink(link: Path, target: Path) -> None:
+    as_nobody("import os, sys\nos.symlink(sys.argv[1], sys.argv[2])", str(target), str(link))
+
+
+class TestSharedPlaces:
+    """Directories we make where others can write are private, and what is found is checked."""
+
+    def test_a_planted_symlink_is_refused(self, sticky: Path, victim: Path) -> None:
+        """A symlink another user planted where the reservations go is never followed."""
+        plant_symlink(sticky / "mirakuru-ports", victim)
+        with pytest.raises(UnsafeDirectory, match="symbolic link"):
+            free_port(sticky / "mirakuru-ports")
+        assert list(victim.iterdir()) == []
+
+    def test_a_planted_parent_symlink_is_refused(self, sticky: Path, victim: Path) -> None:
+        """A symlink of another user on the way is refused too, before anything is made."""
+        plant_symlink(sticky / "run", victim)
+        with pytest.raises(UnsafeDirectory, match="another user"):
+            free_port(sticky / "run" / "mirakuru-ports")
+        assert list(victim.iterdir()) == []
+
+    def test_another_users_directory_is_refused(self, sticky: Path) -> None:
+        """A directory another user made under our name is theirs: refused."""
+        as_nobody("import os, sys\nos.mkdir(sys.argv[1], 0o777)", str(sticky / "mirakuru-ports"))
+        with pytest.raises(UnsafeDirectory, match="belongs to uid"):
+            free_port(sticky / "mirakuru-ports")
+
+    def test_a_world_writable_directory_is_refused(self, sticky: Path) -> None:
+        """Our own directory that anyone may write to could hold anything: refused."""
+        (sticky / "ports").mkdir()
+        (sticky / "ports").chmod(0o777)
+        with pytest.raises(UnsafeDirectory, match="writable by other users"):
+            free_port(sticky / "ports")
+
+    def test_made_private(self, sticky: Path) -> None:
+        """Missing directories are made 0700, ours, and the claim files 0600."""
+        port = free_port(sticky / "run" / "mirakuru-ports")
+        for directory in (sticky / "run", sticky / "run" / "mirakuru-ports"):
+            info = directory.lstat()
+            assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), 0o700)
+        assert stat.S_IMODE((sticky / "run" / "mirakuru-ports" / str(port)).stat().st_mode) == 0o600
+
+    def test_an_inherited_worker_variable_keeps_out_of_tmp(
+        self, sticky: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With PYTEST_XDIST_WORKER inherited and the basetemp in a shared place, the
+        run's root is the basetemp, not the shared place above it."""
+        basetemp = sticky / "basetemp"
+        basetemp.mkdir(mode=0o700)
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+
+        class Factory:
+            def getbasetemp(self) -> Path:
+                return basetemp
+
+        assert run_reservations(Factory()) == basetemp / "mirakuru-ports"
+
+    def test_a_service_fixture_under_an_inherited_worker_variable(
+        self, pytester: pytest.Pytester, sticky: Path, victim: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The reported attack: a root run with ``--basetemp`` in /tmp and the variable
+        inherited creates nothing where another user's symlink points."""
+        plant_symlink(sticky / "mirakuru-ports", victim)
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+        pytester.makeconftest(
+            """
+            import sys
+            from mirakuru import probes
+            from mirakuru.pytest_plugin import service_fixture
+
+            LISTEN = (
+                "import socket, sys, time\\n"
+                "server = socket.create_server(('127.0.0.1', int(sys.argv[1])))\\n"
+                "time.sleep(60)\\n"
+            )
+            svc = service_fixture(
+                [sys.executable, "-c", LISTEN, "{port}"],
+                ready=lambda port: probes.tcp("127.0.0.1", port),
+            )
+            """
+        )
+        pytester.makepyfile("def test_uses(svc):\n    assert svc.running()\n")
+        result = pytester.runpytest_subprocess(f"--basetemp={sticky / 'basetemp'}")
+        result.assert_outcomes(passed=1)
+        assert list(victim.iterdir()) == []
