@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import subprocess
+import sys
 from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
@@ -222,6 +223,8 @@ def service_fixture(
     """
     if shared:
         _SHARED_DECLARED.append(True)
+    # Where it is declared tells shared services of one name apart (a/ and b/ conftests).
+    declared_in: str | None = sys._getframe(1).f_globals.get("__file__")
     spec = _Spec(
         command,
         ready,
@@ -246,13 +249,14 @@ def service_fixture(
         if provided is not None:
             known[fixture] = provided
         elif spec.shared and _is_worker(request.config):
-            from mirakuru.pytest_plugin.shared import Share
+            from mirakuru.pytest_plugin.shared import Share, share_key
 
             share = Share(
                 _shared_root(tmp_path_factory),
                 fixture,
                 lock_timeout=(spec.options["timeout"] or 600) + 60,
                 drain_timeout=_LAST_WORKER_WAIT,
+                key=share_key(fixture, declared_in),
             )
 
             def start() -> SimpleExecutor:

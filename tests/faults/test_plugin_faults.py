@@ -97,3 +97,36 @@ class TestServiceFixtureArguments:
         result.assert_outcomes(errors=1)
         assert "AttributeError" not in result.stdout.str()
         result.stdout.re_match_lines([NAMED_KEY])
+
+
+#: A conftest in directory ``{where}`` declaring a shared ``svc`` that says where it is from.
+SHARED_IN = """
+import sys
+from listener import command
+from mirakuru import probes
+from mirakuru.pytest_plugin import service_fixture
+
+svc = service_fixture(
+    command("{where}"), ready=lambda port: probes.tcp("127.0.0.1", port), shared=True
+)
+"""
+
+#: A test in directory ``{where}`` checking it got the ``svc`` declared there.
+USES_OWN = """
+def test_own_service(svc):
+    assert svc.command.split()[-1] == "{where}"
+"""
+
+
+class TestSharedDeclarations:
+    """Shared services are told apart by their declaration, not by the fixture name alone."""
+
+    def test_two_conftests_one_name(self, pytester: pytest.Pytester) -> None:
+        """``svc`` declared in ``a/`` and in ``b/``: under ``-n 2`` each test gets its own."""
+        pytester.makepyfile(listener=LISTENER)
+        for where in ("a", "b"):
+            directory = pytester.mkpydir(where)
+            (directory / "conftest.py").write_text(SHARED_IN.format(where=where))
+            (directory / f"test_{where}.py").write_text(USES_OWN.format(where=where))
+        result = pytester.runpytest_subprocess("-n", "2", "--dist", "each")
+        result.assert_outcomes(passed=4)
