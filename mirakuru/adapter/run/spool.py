@@ -65,13 +65,17 @@ class Spool:
         if self.failure is not None:
             self.lost += len(data)
             return
-        if self._fd is None and self._size + len(data) <= MEMORY_SPOOL:
-            with self._changed:
-                self._memory += data
-                self._size += len(data)
-                self._changed.notify_all()
-            return
         view = memoryview(data)
+        if self._fd is None:
+            # Memory is filled to the brim first: should the file fail, that much is kept.
+            room = max(0, MEMORY_SPOOL - self._size)
+            with self._changed:
+                self._memory += view[:room]
+                self._size += min(room, len(view))
+                self._changed.notify_all()
+            view = view[room:]
+            if not view:
+                return
         try:
             if self._fd is None:
                 self._spill()
