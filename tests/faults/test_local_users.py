@@ -1,8 +1,8 @@
 """Another local user against our services: forged readiness, floods, planted paths, tokens.
 
-These tests run as root so that a helper process can drop to ``nobody`` (the other user);
-as anyone else they are skipped. The hostile processes are children of the test, never of
-the service, so they stand for any process on the machine.
+The tests that need another user run as root, so that a helper process can drop to
+``nobody``; as anyone else they are skipped. The hostile processes are children of the
+test, never of the service, so they stand for any process on the machine.
 """
 
 from __future__ import annotations
@@ -30,13 +30,22 @@ from mirakuru.ports import free_port, run_reservations
 from tests.faults.programs import REPO
 from tests.helpers import wait_until
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user"
-)
-
 #: Safety bound for every wait; never a timing target.
 BOUND = 20.0
-NOBODY = pwd.getpwnam("nobody") if hasattr(os, "geteuid") else None
+
+
+def _nobody() -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+
+
+NOBODY = _nobody()
+#: For the tests that act as another user: root drops to ``nobody`` in a helper process.
+as_another_user = pytest.mark.skipif(
+    os.geteuid() != 0 or NOBODY is None, reason="needs root (and a nobody user) to act as another"
+)
 
 #: Sends datagrams to the notify address argv[1] as uid argv[2] ("-": stay as we are), prints
 #: "sent" and stays alive until its standard input closes (so its PID can still be checked).
@@ -157,7 +166,13 @@ def notes(executor: Executor) -> list[str]:
 class TestForgedReadiness:
     """Only the service (its tree, its session, its cgroup) may report it ready."""
 
-    @pytest.mark.parametrize("as_user", [True, False], ids=["other-user", "same-uid-stranger"])
+    @pytest.mark.parametrize(
+        "as_user",
+        [
+            pytest.param(True, id="other-user", marks=as_another_user),
+            pytest.param(False, id="same-uid-stranger"),
+        ],
+    )
     def test_a_stranger_cannot_report_ready(self, go: str, as_user: bool) -> None:
         """READY=1 and STATUS= from outside the service are refused, logged and counted."""
         executor = notify_executor(go)
@@ -182,6 +197,7 @@ class TestForgedReadiness:
             assert executor.state is State.RUNNING
         assert statuses(executor) == ["STATUS=from a child"]
 
+    @as_another_user
     def test_a_private_socket_file_is_out_of_reach(self) -> None:
         """Without the abstract namespace the socket is a file in a 0700 directory."""
         notify = NotifySocket(abstract=False)
@@ -216,6 +232,7 @@ class TestNotifyCosts:
             f" 1 datagrams over {MAX_DATAGRAM} bytes dropped"
         ]
 
+    @as_another_user
     def test_flood_from_another_user_costs_nothing(self, go: str) -> None:
         """Five hundred 4 KB datagrams from another user leave nothing in the history."""
         executor = notify_executor(go)
@@ -269,6 +286,7 @@ def _alive(pid: int) -> bool:
 class TestCopiedToken:
     """A process of another user carrying our token is never signalled by us."""
 
+    @as_another_user
     @pytest.mark.parametrize("ending", ["exit", "stop", "killed"])
     def test_the_thief_survives(self, ending: str) -> None:
         """Exit hook, stop() and the watchdog kill our service and spare the stranger."""
@@ -357,6 +375,7 @@ def plant_symlink(link: Path, target: Path) -> None:
 class TestSharedPlaces:
     """Directories we make where others can write are private, and what is found is checked."""
 
+    @as_another_user
     def test_a_planted_symlink_is_refused(self, sticky: Path, victim: Path) -> None:
         """A symlink another user planted where the reservations go is never followed."""
         plant_symlink(sticky / "mirakuru-ports", victim)
@@ -364,6 +383,7 @@ class TestSharedPlaces:
             free_port(sticky / "mirakuru-ports")
         assert list(victim.iterdir()) == []
 
+    @as_another_user
     def test_a_planted_parent_symlink_is_refused(self, sticky: Path, victim: Path) -> None:
         """A symlink of another user on the way is refused too, before anything is made."""
         plant_symlink(sticky / "run", victim)
@@ -371,6 +391,7 @@ class TestSharedPlaces:
             free_port(sticky / "run" / "mirakuru-ports")
         assert list(victim.iterdir()) == []
 
+    @as_another_user
     def test_another_users_directory_is_refused(self, sticky: Path) -> None:
         """A directory another user made under our name is theirs: refused."""
         as_nobody("import os, sys\nos.mkdir(sys.argv[1], 0o777)", str(sticky / "mirakuru-ports"))
@@ -407,6 +428,7 @@ class TestSharedPlaces:
 
         assert run_reservations(Factory()) == basetemp / "mirakuru-ports"
 
+    @as_another_user
     def test_a_service_fixture_under_an_inherited_worker_variable(
         self, pytester: pytest.Pytester, sticky: Path, victim: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
