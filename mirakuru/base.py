@@ -53,7 +53,7 @@ from mirakuru.core.budget import Budget, Timeouts
 from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
 from mirakuru.core.schedule import PollSchedule
-from mirakuru.core.validate import check_positive
+from mirakuru.core.validate import check_count, check_positive
 from mirakuru.exceptions import InvalidCommand, TimeoutExpired, check_environment, spawn_error
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class SimpleExecutor(PublishedAttributes, Teardown, AsyncMethods):
         self._lifecycle = Lifecycle()
         self._lock = threading.RLock()
         if output_limit is not None:
-            check_positive("output_limit", output_limit)
+            check_count("output_limit", output_limit)
         self._output_limit = output_limit
         self._run: Run | None = None
         self._gate = StartGate()

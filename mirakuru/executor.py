@@ -28,6 +28,7 @@ from mirakuru.adapter.readiness.wiring import (
     exit_code_within,
     only_event_driven,
 )
+from mirakuru.adapter.run.pump import DEFAULT_LIMIT
 from mirakuru.base import OUTPUT_END_GRACE, SimpleExecutor
 from mirakuru.core.budget import Budget
 from mirakuru.core.command import CommandLike
@@ -80,6 +81,7 @@ class Executor(SimpleExecutor):
         sig_stop: int | None = None,
         sig_kill: int | None = None,
         exp_sig: int | None = None,
+        output_limit: int | None = DEFAULT_LIMIT,
     ) -> None:
         """Describe the process and what "ready" means; see :class:`SimpleExecutor`.
 
@@ -113,6 +115,7 @@ class Executor(SimpleExecutor):
             sig_stop=sig_stop,
             sig_kill=sig_kill,
             exp_sig=exp_sig,
+            output_limit=output_limit,
         )
         if ready is not None:
             check_watched_streams(ready, {"stdout": self._stdout, "stderr": self._stderr})
@@ -192,18 +195,22 @@ class Executor(SimpleExecutor):
     def _spawn(self) -> None:
         probe = self._readiness_probe()
         self._wiring.close()
-        self._wiring = Readiness(probe, self._note_status)
+        self._wiring = Readiness(probe, self._note_status, self._note)
         try:
             super()._spawn()
         except BaseException:
             self._wiring.close()
             raise
         if self._run is not None:
-            self._wiring.attach(probe, self._run)
+            self._wiring.attach(probe, self._run, self._uuid)
 
     def _note_status(self, status: str) -> None:
+        # Bounded: a service (or anything it runs) may send STATUS= without end.
+        self._note(f"STATUS={status}", bounded=True)
+
+    def _note(self, detail: str, bounded: bool = False) -> None:
         try:
-            self._lifecycle.note(f"STATUS={status}", monotonic())
+            self._lifecycle.note(detail, monotonic(), bounded=bounded)
         except Exception:
             LOG.exception("a state listener of %s failed", self)
 

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from mirakuru.adapter.paths import is_private
 from mirakuru.adapter.ports import PORT_PLACEHOLDER, NoFreePort, fill_port, free_port
 
 __all__ = ["PORT_PLACEHOLDER", "NoFreePort", "fill_port", "free_port", "run_reservations"]
@@ -24,8 +25,17 @@ def run_reservations(tmp_path_factory: _BaseTemp) -> Path:
     """The port-claims directory shared by every worker of this pytest run.
 
     Pass pytest's ``tmp_path_factory``; under pytest-xdist the workers' base temporary
-    directories are siblings, so their common parent is the run's shared root.
+    directories are siblings, so their common parent is the run's shared root. That parent
+    is used only if it is private to us (pytest makes it so): with ``PYTEST_XDIST_WORKER``
+    merely inherited and a ``--basetemp`` directly in ``/tmp``, the parent would be ``/tmp``
+    itself, and the reservations go under the basetemp instead.
     """
-    basetemp = tmp_path_factory.getbasetemp()
-    root = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
-    return root / "mirakuru-ports"
+    return shared_root(tmp_path_factory.getbasetemp()) / "mirakuru-ports"
+
+
+def shared_root(basetemp: Path) -> Path:
+    """The directory every worker of this pytest run shares (see :func:`run_reservations`)."""
+    parent = basetemp.parent
+    if os.environ.get("PYTEST_XDIST_WORKER") and is_private(parent):
+        return parent
+    return basetemp

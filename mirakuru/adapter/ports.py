@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
+
+from mirakuru.adapter.paths import private_directory
 
 __all__ = ["PORT_PLACEHOLDER", "NoFreePort", "fill_port", "free_port"]
 
@@ -34,15 +35,24 @@ def _bound_port() -> int:
 
 
 def free_port(reservations: str | os.PathLike[str] | None = None) -> int:
-    """A port nothing listens on, claimed in ``reservations`` (a directory) when given."""
+    """A port nothing listens on, claimed in ``reservations`` (a directory) when given.
+
+    The directory is made with mode 0700 if missing; one that exists must be a real
+    directory of ours that no other user may write (else
+    :class:`~mirakuru.adapter.paths.UnsafeDirectory`, a :class:`PermissionError`).
+    """
     if reservations is None:
         return _bound_port()
-    directory = Path(reservations)
-    directory.mkdir(parents=True, exist_ok=True)
+    # Often under /tmp: made private, or refused if another user got there first.
+    directory = private_directory(reservations)
     for _ in range(_ATTEMPTS):
         port = _bound_port()
         try:
-            fd = os.open(directory / str(port), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(
+                directory / str(port),
+                os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0),
+                0o600,
+            )
         except FileExistsError:
             continue
         os.write(fd, str(os.getpid()).encode())

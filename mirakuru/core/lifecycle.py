@@ -8,6 +8,7 @@ performs effects and then records what happened by firing a trigger.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import traceback
@@ -18,6 +19,7 @@ import attrs
 from transitions import Machine, MachineError
 
 __all__ = [
+    "NOTES_KEPT",
     "TRANSITIONS",
     "IllegalTransition",
     "Lifecycle",
@@ -147,15 +149,23 @@ _STATES = {state.value: state for state in State}
 _EVENTS = {t: _MACHINE.events[t.value] for t in Trigger if t.value in _MACHINE.events}
 
 
+#: How many bounded notes (sd_notify STATUS messages) the history keeps, the latest.
+NOTES_KEPT = 100
+
+
 class Lifecycle:
     """A typed wrapper around the state machine, with history and listeners."""
 
-    __slots__ = ("_history", "_listeners", "_state")
+    __slots__ = ("_bounded", "_history", "_listeners", "_state", "dropped_notes")
 
     def __init__(self, initial: State = State.IDLE) -> None:
         self._state = initial.value  # read and set by the machine (its model_attribute)
         self._history: list[StateChange] = []
         self._listeners: list[Listener] = []
+        # The bounded notes in the history, oldest first, each with len(history) when added.
+        self._bounded: collections.deque[tuple[int, StateChange]] | None = None
+        #: Bounded notes taken out of the history again to make room for newer ones.
+        self.dropped_notes = 0
 
     @property
     def state(self) -> State:
@@ -187,10 +197,33 @@ class Lifecycle:
             raise IllegalTransition(trigger, source) from None
         return self._record(StateChange(trigger, source, _STATES[self._state], at, detail))
 
-    def note(self, detail: str, at: float) -> StateChange:
-        """Record a message from the service in the history without changing state."""
+    def note(self, detail: str, at: float, *, bounded: bool = False) -> StateChange:
+        """Record a message from the service in the history without changing state.
+
+        A ``bounded`` note (one of a series the service may send without end) stays in
+        the history only while it is among the latest :data:`NOTES_KEPT` bounded notes;
+        older ones are taken out and counted in :attr:`dropped_notes`.
+        """
         state = _STATES[self._state]
-        return self._record(StateChange(Trigger.NOTIFY, state, state, at, detail))
+        change = StateChange(Trigger.NOTIFY, state, state, at, detail)
+        if bounded:
+            self._keep_bounded(change)
+        return self._record(change)
+
+    def _keep_bounded(self, change: StateChange) -> None:
+        if self._bounded is None:
+            self._bounded = collections.deque()
+        self._bounded.append((len(self._history), change))
+        if len(self._bounded) <= NOTES_KEPT:
+            return
+        added_at, oldest = self._bounded.popleft()
+        # Only bounded notes are ever taken out, and each was older than this one: it has
+        # moved down by exactly the number taken out so far.
+        index = added_at - self.dropped_notes
+        if not (0 <= index < len(self._history) and self._history[index] is oldest):
+            index = next(i for i, kept in enumerate(self._history) if kept is oldest)
+        del self._history[index]
+        self.dropped_notes += 1
 
     def _record(self, change: StateChange) -> StateChange:
         self._history.append(change)

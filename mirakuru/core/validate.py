@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["check_duration", "check_positive"]
+__all__ = ["check_count", "check_duration", "check_positive"]
 
 
 def _describe(value: object) -> str:
@@ -28,3 +28,11 @@ def check_positive(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a number of seconds, got {_describe(value)}")
     if math.isnan(value) or value <= 0 or math.isinf(value):
         raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+
+
+def check_count(name: str, value: object) -> None:
+    """Require a whole number >= 1 (a float, even a whole one, is refused: it is a unit slip)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1 or None, got {_describe(value)}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import inspect
 import subprocess
+import sys
 from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 import pytest
 
+from mirakuru.exceptions import check_environment
 from mirakuru.pytest_plugin.registry import (
     _LAST_WORKER_WAIT,
     _SHARED_DECLARED,
@@ -97,6 +99,7 @@ class _Spec:
                 "service_fixture: command must be a string, a sequence of arguments, or a"
                 f" function returning one (or an executor); got {command!r}"
             )
+        check_environment(envvars or {})
         if shared and scope != "session":
             raise ValueError(f"service_fixture: shared=True needs scope='session', got {scope!r}")
         self.command = command
@@ -168,6 +171,7 @@ def _executor(
     from mirakuru.base import Executor, SimpleExecutor
 
     envvars = dict(options.pop("envvars", None) or {})
+    check_environment(envvars)  # before {port} is filled in, which needs str values
     if port is None and _needs_port(command, ready, envvars):
         port = free_port(reservations)
     filled: str | list[str] = (
@@ -219,6 +223,8 @@ def service_fixture(
     """
     if shared:
         _SHARED_DECLARED.append(True)
+    # Where it is declared tells shared services of one name apart (a/ and b/ conftests).
+    declared_in: str | None = sys._getframe(1).f_globals.get("__file__")
     spec = _Spec(
         command,
         ready,
@@ -243,13 +249,14 @@ def service_fixture(
         if provided is not None:
             known[fixture] = provided
         elif spec.shared and _is_worker(request.config):
-            from mirakuru.pytest_plugin.shared import Share
+            from mirakuru.pytest_plugin.shared import Share, share_key
 
             share = Share(
                 _shared_root(tmp_path_factory),
                 fixture,
                 lock_timeout=(spec.options["timeout"] or 600) + 60,
                 drain_timeout=_LAST_WORKER_WAIT,
+                key=share_key(fixture, declared_in),
             )
 
             def start() -> SimpleExecutor:

@@ -4,7 +4,6 @@ the xdist workers' arrival and departure for services shared across workers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,9 +109,11 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def _run_root(factory: pytest.TempPathFactory) -> Path:
-    """A directory shared by every worker of this run (xdist workers' basetemps are siblings)."""
-    basetemp = factory.getbasetemp()
-    return basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+    """A directory shared by every worker of this run (xdist workers' basetemps are siblings),
+    never a place other users can write to (see :func:`mirakuru.ports.run_reservations`)."""
+    from mirakuru.ports import shared_root
+
+    return shared_root(factory.getbasetemp())
 
 
 def _shared_root(factory: pytest.TempPathFactory) -> Path:

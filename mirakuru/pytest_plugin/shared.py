@@ -11,6 +11,7 @@ registered at start covers an owner that is killed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import threading
@@ -19,11 +20,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mirakuru.adapter.paths import private_directory
+
 if TYPE_CHECKING:
     from mirakuru.base import SimpleExecutor
     from mirakuru.core.lifecycle import State, StateChange
 
-__all__ = ["Share", "SharedService", "SharedServiceGone", "arrive", "leave"]
+__all__ = ["Share", "SharedService", "SharedServiceGone", "arrive", "leave", "share_key"]
 
 #: How often a waiting worker looks at the lock or the leases again.
 _RECHECK = 0.02
@@ -55,10 +58,19 @@ def _presence(shared_root: Path) -> Path:
     return shared_root / "workers" / f"{os.getpid()}-{_identity(os.getpid())!r}"
 
 
+def share_key(name: str, declared_in: str | None) -> str:
+    """The state directory's name for the shared service declared as fixture ``name`` in
+    the file ``declared_in``: two conftests may each declare a service of the same name."""
+    where = os.path.abspath(declared_in) if declared_in else ""
+    digest = hashlib.sha256(f"{where}\0{name}".encode()).hexdigest()[:16]
+    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64]
+    return f"{readable}-{digest}"
+
+
 def arrive(shared_root: Path) -> None:
     """Say that this worker may still use shared services (at its session start)."""
     presence = _presence(shared_root)
-    presence.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(presence.parent)
     presence.touch()
 
 
@@ -108,9 +120,16 @@ class SharedService:
 class Share:
     """This worker's hold on one shared service (as its owner, or attached to it)."""
 
-    def __init__(self, root: Path, name: str, lock_timeout: float, drain_timeout: float) -> None:
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        lock_timeout: float,
+        drain_timeout: float,
+        key: str | None = None,
+    ) -> None:
         self.shared_root = root
-        self.root = root / name
+        self.root = root / (key or name)
         self.name = name
         self.lock_timeout = lock_timeout
         self.drain_timeout = drain_timeout
@@ -122,7 +141,7 @@ class Share:
     def _locked(self) -> Iterator[None]:
         import fcntl  # POSIX only: imported when a service is actually shared
 
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_directory(self.root)
         with open(self.root / "lock", "a") as handle:
             deadline = time.monotonic() + self.lock_timeout
             while True:

@@ -8,7 +8,13 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirakuru.adapter.run.pump import TAIL_LINES, BannerWatch, StreamPump, _last_lines
+from mirakuru.adapter.run.pump import (
+    TAIL_LINE_BYTES,
+    TAIL_LINES,
+    BannerWatch,
+    StreamPump,
+    _last_lines,
+)
 
 pieces = st.sampled_from(
     [b"ready", b"re", b"ady", b"\n", b"\xe2", b"\x82", b"\xff", b"\xc3\xa9", b" "]
@@ -37,6 +43,21 @@ def test_last_lines_agree_with_decoding(raw: bytes) -> None:
     """The tail decodes only the last lines, and they are the lines a full decode gives."""
     text = raw.decode("utf-8", "replace")
     assert _last_lines(raw) == text.rstrip("\n").rsplit("\n", TAIL_LINES)[-TAIL_LINES:]
+
+
+@given(st.lists(st.sampled_from(["a", "\u00e9", "\u20ac", "\U0001f600"]), max_size=3000))
+def test_long_lines_are_cut_at_a_character(characters: list[str]) -> None:
+    """A line past the byte bound keeps its first whole characters and says how much was cut."""
+    line = "".join(characters)
+    raw = line.encode()
+    (kept,) = _last_lines(raw + b"\n")
+    if len(raw) <= TAIL_LINE_BYTES:
+        assert kept == line
+        return
+    head, _, note = kept.partition(" [... ")
+    assert line.startswith(head)
+    assert len(head.encode()) > TAIL_LINE_BYTES - 4
+    assert note == f"{len(raw) - len(head.encode())} more bytes cut]"
 
 
 def test_regular_expressions_keep_the_decoding_scan() -> None:

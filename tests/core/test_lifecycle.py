@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -217,3 +217,48 @@ class TestSharedMachine:
         for lifecycle in lifecycles:
             assert lifecycle.state is State.STOPPED
             assert [change.trigger for change in lifecycle.history] == cycle * rounds
+
+
+#: A step of a history: a bounded note, a plain note, or a trigger (fired when allowed).
+steps = st.lists(
+    st.one_of(
+        st.just(("bounded", None)),
+        st.just(("note", None)),
+        st.sampled_from(list(TRANSITIONS)).map(lambda trigger: ("fire", trigger)),
+    ),
+    max_size=400,
+)
+
+
+class TestBoundedNotes:
+    """Bounded notes (sd_notify STATUS) keep only the latest few; everything else stays."""
+
+    @given(steps)
+    @example(
+        [
+            ("fire", Trigger.START),
+            *([("bounded", None), ("note", None)] * 150),
+            ("fire", Trigger.READY),
+            *([("bounded", None)] * 120),
+            ("fire", Trigger.STOP),
+        ]
+    )
+    def test_history_keeps_the_latest_bounded_notes(
+        self, plan: list[tuple[str, Trigger | None]]
+    ) -> None:
+        """The history is every other entry plus the last NOTES_KEPT bounded notes, in order."""
+        machine = Lifecycle()
+        heard = Recorder()
+        machine.add_listener(heard)
+        for number, (kind, trigger) in enumerate(plan):
+            if kind == "bounded":
+                machine.note(f"status {number}", float(number), bounded=True)
+            elif kind == "note":
+                machine.note(f"note {number}", float(number))
+            elif trigger is not None and machine.can(trigger):
+                machine.fire(trigger, float(number))
+        bounded = [c for c in heard.heard if (c.detail or "").startswith("status")]
+        kept = bounded[-lifecycle_module.NOTES_KEPT :]
+        expected = [c for c in heard.heard if c not in bounded or c in kept]
+        assert list(machine.history) == expected
+        assert machine.dropped_notes == len(bounded) - len(kept)

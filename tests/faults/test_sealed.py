@@ -184,7 +184,7 @@ class TestSealing:
         try:
             assert child.stdout is not None
             assert child.stdout.readline() == "forked\n"
-            group = cgroup.create(f"{os.getpid()}:sealing-test")
+            group = cgroup.create()
             assert group is not None
             try:
                 assert group.adopt(child.pid, process.forks_before(child))

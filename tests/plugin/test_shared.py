@@ -33,7 +33,9 @@ db = service_fixture(
 
 
 def shared_dir(tmp_path_factory):
-    return tmp_path_factory.getbasetemp().parent / "mirakuru-shared" / "db"
+    from mirakuru.pytest_plugin.shared import share_key
+
+    return tmp_path_factory.getbasetemp().parent / "mirakuru-shared" / share_key("db", __file__)
 
 
 def note(kind, service):

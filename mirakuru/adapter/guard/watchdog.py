@@ -242,7 +242,7 @@ def _reopen(service: _Service) -> int | None:
     """A new pidfd for the service's leader, only if it is still the process we spawned."""
     if service.leader is None or service.started is None:
         return None
-    opener = getattr(os, "pidfd_open", None)
+    opener = getattr(os, "pidfd_open", None) if capabilities().pidfd else None
     if opener is None:
         return None
     try:
@@ -286,7 +286,7 @@ def _spawn() -> _Link | None:
     finally:
         theirs.close()
     pidfd = None
-    opener = getattr(os, "pidfd_open", None)
+    opener = getattr(os, "pidfd_open", None) if capabilities().pidfd else None
     if opener is not None:
         with contextlib.suppress(OSError):
             pidfd = opener(pid)

@@ -188,11 +188,23 @@ def _token_of(block: bytes, registered: dict[bytes, _Service]) -> bytes | None:
     return None
 
 
+def _same_user(pid: int | str) -> bool:
+    """Whether ``pid`` runs with our real uid: a token copied into another user's process
+    does not make it ours (our services that changed user die with their cgroup)."""
+    for line in (_read(f"{_PROC}/{pid}/status") or b"").splitlines():
+        if line.startswith(b"Uid:"):
+            fields = line.split()
+            return len(fields) > 1 and fields[1].isdigit() and int(fields[1]) == os.getuid()
+    return False
+
+
 def _kill_marked(pid: int, registered: dict[bytes, _Service]) -> None:
-    """SIGKILL ``pid`` through a pidfd, after re-checking its token (no recycled PID)."""
+    """SIGKILL ``pid`` through a pidfd, after re-checking its token and user (no recycled
+    PID, no stranger)."""
     fd = os.pidfd_open(pid)
     try:
-        if _token_of(_read(f"{_PROC}/{pid}/environ") or b"", registered) is not None:
+        marked = _token_of(_read(f"{_PROC}/{pid}/environ") or b"", registered) is not None
+        if marked and _same_user(pid):
             signal.pidfd_send_signal(fd, signal.SIGKILL)
     finally:
         os.close(fd)
@@ -207,6 +219,8 @@ def _sweep(registered: dict[bytes, _Service]) -> int:
             continue
         if _token_of(_read(f"{_PROC}/{name}/environ") or b"", registered) is None:
             continue
+        if not _same_user(name):
+            continue  # a stranger carrying a copied token: not ours, and never killed
         found += 1
         with contextlib.suppress(OSError):
             _kill_marked(int(name), registered)

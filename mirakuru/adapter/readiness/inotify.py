@@ -15,6 +15,8 @@ import queue
 import threading
 from typing import TYPE_CHECKING
 
+from mirakuru.adapter.capabilities import capabilities
+
 if TYPE_CHECKING:
     import ctypes
 
@@ -92,8 +94,22 @@ def _closer(fds: queue.SimpleQueue[int]) -> None:
             os.close(fd)
 
 
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's closer thread does not exist here, so a queue it
+    would serve only collects descriptors; the first close in the child starts a new one."""
+    global _closing, _closing_lock  # noqa: PLW0603 - one closer thread per process
+    _closing = None
+    _closing_lock = threading.Lock()  # the parent may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def watch_directory(path: str) -> DirectoryWatch | None:
     """A watch on the directory that will hold ``path``, or None if it cannot be had."""
+    if not capabilities().inotify:
+        return None  # portable mode: the waiter polls, as it must where inotify is missing
     libc = _load_libc()
     if libc is None:
         return None

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 
 from mirakuru.adapter.readiness.evaluate import is_external
 from mirakuru.adapter.readiness.inotify import DirectoryWatch, watch_directory
-from mirakuru.adapter.readiness.notify import NotifySocket
+from mirakuru.adapter.readiness.notify import NotifySocket, ServiceSenders
 from mirakuru.adapter.run.pump import BannerWatch, OutputPump
 from mirakuru.adapter.run.run import Run
 from mirakuru.core.probes import Banner, Leaf, PidFile, Probe, SdNotify, UnixSocket
@@ -70,20 +70,30 @@ def exit_code_within(process: subprocess.Popen[str] | None, seconds: float) -> i
 class Readiness:
     """One run's event-driven readiness: banner watches on the pump, the notify socket."""
 
-    def __init__(self, probe: Probe | None, on_status: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        probe: Probe | None,
+        on_status: Callable[[str], None],
+        on_note: Callable[[str], None] | None = None,
+    ) -> None:
         wants_notify = probe is not None and any(
             isinstance(leaf, SdNotify) for leaf in probe_leaves(probe)
         )
-        self.notify: NotifySocket | None = NotifySocket(on_status) if wants_notify else None
+        self.notify: NotifySocket | None = (
+            NotifySocket(on_status, on_note=on_note) if wants_notify else None
+        )
         self.watches: list[tuple[str, Banner, BannerWatch]] = []
         self._run: Run | None = None
 
-    def attach(self, probe: Probe | None, run: Run) -> None:
+    def attach(self, probe: Probe | None, run: Run, token: str | None = None) -> None:
         """Watch the run's captured streams for every banner of ``probe``, and have the
-        reactor serve the notify socket for it (before the run is activated)."""
+        reactor serve the notify socket for it (before the run is activated), accepting
+        datagrams only from the run's process tree (or, of our uid, marked with ``token``)."""
         self.watches = []
         if self.notify is not None:
             self._run = run
+            if run.real:
+                self.notify.admit(ServiceSenders(run.process, token))
             run.watch(self.notify)
         if probe is None:
             return

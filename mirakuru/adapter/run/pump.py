@@ -1,9 +1,10 @@
 """The output pump: a child's pipes are always drained, so it can never block on them.
 
-Everything read is appended to a :class:`Spool` (memory first, then an unlinked temporary
-file, up to a limit per stream) and is readable in order through a blocking text stream,
-like the pipe it replaces. Blocks are scanned on the way through for banner watchers and
-for a short tail kept for error messages, however much output was left out of the spool.
+Everything read is appended to a :class:`~mirakuru.adapter.run.spool.Spool` (memory first,
+then an unlinked temporary file, up to a limit per stream) and is readable in order through
+a blocking text stream, like the pipe it replaces. Blocks are scanned on the way through
+for banner watchers and for a short tail kept for error messages, however much output was
+left out of the spool.
 
 The process-wide reactor thread drains the pipes from the moment the run is activated
 (before the first readiness check) for the rest of the process's life; a waiter learns of
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import io
 import os
 
 try:
@@ -22,15 +22,26 @@ try:
 except ImportError:  # not POSIX: importing must still work (start() refuses there)
     fcntl = None  # type: ignore[assignment]
 import re
-import tempfile
 import threading
-import weakref
-from collections.abc import Callable
 
-__all__ = ["DEFAULT_LIMIT", "TAIL_LINES", "BannerWatch", "OutputPump", "Spool", "StreamPump"]
+from mirakuru.adapter.run.spool import MEMORY_SPOOL, Spool
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MEMORY_SPOOL",
+    "TAIL_LINES",
+    "TAIL_LINE_BYTES",
+    "BannerWatch",
+    "OutputPump",
+    "Spool",
+    "StreamPump",
+]
 
 #: How many of the last output lines of each stream are kept for error messages.
 TAIL_LINES = 20
+#: The most bytes of one line kept in the tail; the rest is cut (and the line says so), so
+#: the tail and every error message quoting it stay small whatever the service prints.
+TAIL_LINE_BYTES = 1024
 #: Bytes read per drain call before giving others a turn.
 _READ_SIZE = 1 << 20
 #: A larger pipe means fewer wake-ups when the child prints a lot (best effort).
@@ -39,119 +50,6 @@ _PIPE_SIZE = 1 << 20
 MAX_LINE = 64 << 20
 #: The default most bytes of each stream kept for output(); the tail is kept regardless.
 DEFAULT_LIMIT = 64 << 20
-#: Output up to this size stays in memory; beyond it, the spool moves to a temporary file.
-MEMORY_SPOOL = 64 << 10
-
-
-class Spool:
-    """An append-only byte log with blocking readers: in memory while small, then on an
-    unlinked temporary file, so memory stays bounded however much the child prints."""
-
-    def __init__(self, changed: threading.Condition | None = None) -> None:
-        self._memory = bytearray()
-        self._fd: int | None = None
-        self._release: Callable[[], object] | None = None
-        self._size = 0
-        self._closed = False  # no more writes will come
-        self._released = False
-        # One condition may serve all the spools of a run: readers re-check their own.
-        self._changed = changed if changed is not None else threading.Condition()
-
-    @property
-    def size(self) -> int:
-        """Bytes written so far."""
-        return self._size
-
-    @property
-    def on_disk(self) -> bool:
-        """Whether the spool holds a descriptor (it spilled past :data:`MEMORY_SPOOL`)."""
-        return self._fd is not None
-
-    def write(self, data: bytes) -> None:
-        """Append ``data`` and wake blocked readers."""
-        if self._released:
-            return
-        if self._fd is None and self._size + len(data) <= MEMORY_SPOOL:
-            with self._changed:
-                self._memory += data
-                self._size += len(data)
-                self._changed.notify_all()
-            return
-        if self._fd is None:
-            self._spill()
-        assert self._fd is not None
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self._fd, view, self._size)
-            view = view[written:]
-            with self._changed:
-                self._size += written
-                self._changed.notify_all()
-
-    def _spill(self) -> None:
-        fd, path = tempfile.mkstemp(prefix="mirakuru-output-")
-        os.unlink(path)
-        # Closed on release(), or when the spool is collected (an executor dropped after
-        # stop() still holds its output): no descriptor leak, no ResourceWarning.
-        self._release = weakref.finalize(self, os.close, fd)
-        os.pwrite(fd, self._memory, 0)
-        with self._changed:
-            self._fd = fd
-            self._memory = bytearray()
-
-    def finish(self) -> None:
-        """No more data will come: readers see end of file once they catch up."""
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
-
-    def read_at(self, position: int, size: int) -> bytes:
-        """Up to ``size`` bytes from ``position``; waits for data unless finished."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._size > position or self._closed)
-            available = self._size - position
-            if available <= 0 or self._released:
-                return b""
-            if self._fd is None:
-                return bytes(self._memory[position : position + min(size, available)])
-            fd = self._fd
-        return os.pread(fd, min(size, available), position)
-
-    def release(self) -> None:
-        """Free the spool's memory and file; readers see end of file from now on."""
-        self.finish()
-        with self._changed:
-            self._released = True
-            self._memory = bytearray()
-        if self._release is not None:
-            self._release()
-
-    def reader(self, position: int = 0) -> io.TextIOWrapper:
-        """A new text stream reading this spool from byte ``position``."""
-        raw = _SpoolRaw(self, position)
-        return io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", errors="replace")
-
-
-class _SpoolRaw(io.RawIOBase):
-    """A raw, blocking, read-only view of a :class:`Spool` with its own position."""
-
-    def __init__(self, spool: Spool, position: int) -> None:
-        super().__init__()
-        self._spool = spool
-        self._position = position
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        try:
-            data = self._spool.read_at(self._position, len(buffer))
-        except (OSError, ValueError):
-            return 0  # released spool: end of file
-        count = len(data)
-        buffer[:count] = data
-        self._position += count
-        return count
 
 
 class BannerWatch:
@@ -247,7 +145,27 @@ def _last_lines(block: bytes, start: int = 0, end: int | None = None) -> list[st
         if first < 0:
             first = start - 1
             break
-    return block[first + 1 : stop].decode("utf-8", "replace").split("\n")
+    if stop - first - 1 <= TAIL_LINE_BYTES:  # no line can be too long: decode them at once
+        return block[first + 1 : stop].decode("utf-8", "replace").split("\n")
+    lines: list[str] = []
+    begin = first + 1
+    while True:
+        newline = block.find(b"\n", begin, stop)
+        finish = stop if newline < 0 else newline
+        lines.append(_cut_line(block, begin, finish))
+        if newline < 0:
+            return lines
+        begin = newline + 1
+
+
+def _cut_line(block: bytes, begin: int, finish: int) -> str:
+    """The line ``block[begin:finish]``, decoded; past :data:`TAIL_LINE_BYTES` cut, saying so."""
+    if finish - begin <= TAIL_LINE_BYTES:
+        return block[begin:finish].decode("utf-8", "replace")
+    cut = begin + TAIL_LINE_BYTES
+    while cut > begin and block[cut] & 0xC0 == 0x80:
+        cut -= 1  # inside a UTF-8 sequence: cut before the character, not through it
+    return f"{block[begin:cut].decode('utf-8', 'replace')} [... {finish - cut} more bytes cut]"
 
 
 class StreamPump:
@@ -388,6 +306,14 @@ class OutputPump:
     def dropped(self) -> dict[str, int]:
         """Bytes left out of each stream's spool because it reached its limit."""
         return {name: pump.dropped for name, pump in self.streams.items() if pump.dropped}
+
+    def lost(self) -> dict[str, tuple[int, str]]:
+        """Bytes each stream's spool could not keep because it failed, and why."""
+        return {
+            name: (pump.spool.lost, pump.spool.failure)
+            for name, pump in self.streams.items()
+            if pump.spool.failure is not None
+        }
 
     def close(self) -> None:
         """Drain what is left once the reactor let go of the pipes; spools stay readable."""

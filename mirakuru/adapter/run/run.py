@@ -291,12 +291,18 @@ class Run:
         return self.pump.tail()
 
     def dropped_note(self) -> str | None:
-        """A history note about output kept out by ``output_limit``, if any was."""
+        """A history note about output kept out by ``output_limit``, or lost because the
+        spool failed (disk full, no descriptors), if any was."""
+        notes = []
         dropped = self.pump.dropped()
-        if not dropped:
-            return None
-        counts = ", ".join(f"{name}: {count} bytes" for name, count in dropped.items())
-        return f"output beyond output_limit left out ({counts})"
+        if dropped:
+            counts = ", ".join(f"{name}: {count} bytes" for name, count in dropped.items())
+            notes.append(f"output beyond output_limit left out ({counts})")
+        for name, (lost, why) in self.pump.lost().items():
+            notes.append(
+                f"output not kept after the spool failed ({why}): {name}: {lost} bytes lost"
+            )
+        return "; ".join(notes) or None
 
     def release(self) -> None:
         """Free the readers and spools too: a new start begins a new record."""

@@ -17,6 +17,7 @@ import queue
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -386,16 +387,20 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def create(token: str) -> Cgroup | None:
-    """A fresh cgroup for the service with ownership ``token``, or None where unavailable."""
+def create() -> Cgroup | None:
+    """A fresh cgroup for one service, or None where unavailable.
+
+    Named ``mirakuru-<our PID>:<random>``, never after the service's ownership token: cgroup
+    names are world-readable (``/proc/<pid>/cgroup``, the hierarchy itself), and the token
+    is what our exit hook and watchdog look for in environments. A name already taken is
+    someone else's: it is never reused.
+    """
     parent = base()
-    if parent is None or not token or "/" in token:
+    if parent is None:
         return None
-    path = os.path.join(parent, f"{_PREFIX}{token}")
+    path = os.path.join(parent, f"{_PREFIX}{os.getpid()}:{uuid.uuid4().hex}")
     try:
         os.mkdir(path)
-    except FileExistsError:
-        pass
     except OSError:
         return None
     return Cgroup(path)

@@ -35,7 +35,7 @@ def spawn(
     kwargs = dict(popen_kwargs)
     if "preexec_fn" not in kwargs and "process_group" not in kwargs:
         kwargs.setdefault("start_new_session", True)
-    group = cgroup.create(token) if token and capabilities().cgroup else None
+    group = cgroup.create() if token and capabilities().cgroup else None
     if group is not None:
         # Whatever the child forks before its move is born outside the cgroup, and a cold
         # move waits out an RCU grace period (~10 ms) first: a daemon that forks, setsid()s
@@ -76,9 +76,9 @@ def group_of(process: subprocess.Popen[Any]) -> cgroup.Cgroup | None:
 
 
 def open_pidfd(pid: int) -> int | None:
-    """A pidfd for ``pid`` where the kernel has them, else None."""
+    """A pidfd for ``pid`` where the kernel has them (and portable mode is off), else None."""
     opener = getattr(os, "pidfd_open", None)
-    if opener is None:
+    if opener is None or not capabilities().pidfd:
         return None
     try:
         fd: int = opener(pid)

@@ -39,7 +39,6 @@ __all__ = [
 _PROC = "/proc"
 _HAS_PROC_ENVIRON = os.path.exists(f"{_PROC}/self/environ")
 _CAN_PIDFD_SIGNAL = hasattr(signal, "pidfd_send_signal")
-_HAS_PIDFD = hasattr(os, "pidfd_open")
 
 
 def _proc_fs() -> bool:
@@ -149,11 +148,22 @@ class Member:
 
     @classmethod
     def claim(cls, pid: int, env_name: str, token: str) -> Member | None:
-        """Pin ``pid`` if, after pinning, it carries exactly our marker; else None."""
+        """Pin ``pid`` if, after pinning, it carries exactly our marker and runs as our
+        user; else None.
+
+        A marker is only a clue: another user can copy a token into a process of theirs
+        (root can read every environment, and a token once leaked stays valid). Their
+        process is never ours to signal; ours that changed user are found through their
+        tree or cgroup instead.
+        """
         fd = open_pidfd(pid)
         if fd is not None and _proc_fs():
             block = _read_environ(pid)
-            if block is not None and _carries(block, f"{env_name}={token}".encode()):
+            if (
+                block is not None
+                and _carries(block, f"{env_name}={token}".encode())
+                and _real_uid(pid) in _own_uids()
+            ):
                 return cls(pid, fd, None)
             os.close(fd)
             return None
@@ -162,6 +172,8 @@ class Member:
         try:
             process = psutil.Process(pid)
             if process.environ().get(env_name) != token:
+                return None
+            if process.uids().real not in _own_uids():
                 return None
         except (psutil.Error, OSError):
             return None
@@ -215,6 +227,24 @@ class Member:
         return f"<Member pid={self.pid}>"
 
 
+def _own_uids() -> set[int]:
+    return {os.getuid(), os.geteuid()}
+
+
+def _real_uid(pid: int) -> int | None:
+    """The real uid of ``pid`` from ``/proc/<pid>/status`` (None if gone or unreadable)."""
+    block = _read(f"{_PROC}/{pid}/status")
+    if block is None:
+        return None
+    start = block.find(b"\nUid:")
+    if start < 0:
+        return None
+    try:
+        return int(block[start + 5 :].split(None, 1)[0])
+    except (IndexError, ValueError):
+        return None
+
+
 def _maybe_process(pid: int) -> psutil.Process | None:
     try:
         return psutil.Process(pid)
@@ -247,7 +277,7 @@ def survey(pid: int, since: float | None) -> tuple[list[Member], set[int] | None
     only their environments. None instead of the PIDs where that cannot be told (no
     ``/proc``, or no ``since``): scan them all.
     """
-    if not (_proc_fs() and _HAS_PIDFD):
+    if not (_proc_fs() and capabilities().pidfd):
         pinned = (Member.pin(process) for process in descendants(pid))
         return [member for member in pinned if member is not None], None
     table = _process_table()
