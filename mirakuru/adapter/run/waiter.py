@@ -86,6 +86,7 @@ def wait_until(
     hints: Iterable[EventSource] = (),
     wakeups: Wakeups | None = None,
     adaptive: bool = True,
+    floor: Callable[[], float] | None = None,
     clock: Callable[[], float] = monotonic,
     cost_clock: Callable[[], float] = time.thread_time,
 ) -> Ready | TimedOut:
@@ -99,8 +100,9 @@ def wait_until(
     the schedule's cap follows what one wake-up (the check plus the wait) costs this thread
     in CPU time (:func:`~mirakuru.core.schedule.adaptive_cap`: about 2.5% of a core with the
     default ``sleep``, more for a shorter one), never polling less often than the schedule's
-    cap (the user's ``sleep``). The check always runs at least once, even with an already
-    expired budget.
+    cap (the user's ``sleep``). ``floor()``, asked after each failed check, is the least
+    pause before the next timed check (events still wake the wait at once). The check
+    always runs at least once, even with an already expired budget.
     """
     if wakeups is None:
         wakeups = PollWakeups(sources, hints, cost_clock)
@@ -128,6 +130,8 @@ def wait_until(
         if budget.expired(now):
             return TimedOut(attempt + 1)
         delay = min(schedule.wait(attempt, budget.remaining(now)), cap)
+        if floor is not None:
+            delay = min(max(delay, floor()), budget.remaining(now))
         attempt += 1
         if wakeups.wait(delay):
             attempt = 0
@@ -144,6 +148,7 @@ def wait_past_deadline(
     adaptive: bool,
     on_timeout: Callable[[], None],
     step: float,
+    floor: Callable[[], float] | None = None,
 ) -> None:
     """:func:`wait_until`, asking ``on_timeout`` (which raises to give up) at each timeout.
 
@@ -153,7 +158,9 @@ def wait_past_deadline(
     overtime: Budget | None = None
     while True:
         current = overtime or budget() or Budget.unbounded()
-        outcome = wait_until(check, current, schedule, wakeups=wakeups(), adaptive=adaptive)
+        outcome = wait_until(
+            check, current, schedule, wakeups=wakeups(), adaptive=adaptive, floor=floor
+        )
         if not isinstance(outcome, TimedOut):
             return
         on_timeout()
