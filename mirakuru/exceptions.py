@@ -82,14 +82,29 @@ class ExecutorError(Exception):
 
 
 class TimeoutExpired(ExecutorError):
-    """The executor did not become ready (or stop) within ``timeout`` seconds."""
+    """The executor did not become ready (or stop) within ``timeout`` seconds.
+
+    Where the executor knows, ``unmet`` says what it was still waiting for: the probe not
+    satisfied and its last result, e.g. ``tcp 127.0.0.1:6399: connection refused (412
+    attempts)``.
+    """
+
+    #: What the start was still waiting for, in words (None where unknown).
+    unmet: str | None = None
 
     def __init__(self, executor: SimpleExecutor | ExecutorSnapshot, timeout: float | None) -> None:
         super().__init__(executor, timeout)
         self.timeout = timeout
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        kind, args, state = super().__reduce__()
+        return (kind, args, {**state, "unmet": self.unmet})
+
+    def _not_ready(self) -> str:
+        return f"; not ready: {self.unmet}" if self.unmet else ""
+
     def _headline(self) -> str:
-        return f"Executor {self.executor} timed out after {self.timeout} seconds"
+        return f"Executor {self.executor} timed out after {self.timeout} seconds{self._not_ready()}"
 
 
 class OutputEnded(TimeoutExpired):
@@ -112,6 +127,7 @@ class OutputEnded(TimeoutExpired):
         return (
             f"Executor {self.executor} ended its output without the banner"
             f" (exit code {self.exit_code}); gave up before the {self.timeout} s timeout"
+            + self._not_ready()
         )
 
 

@@ -20,6 +20,7 @@ from mirakuru._executor import (
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.posix import SIGKILL
 from mirakuru.adapter.readiness.evaluate import attempt, refusal, within
+from mirakuru.adapter.readiness.findings import Findings
 from mirakuru.adapter.readiness.inotify import DirectoryWatch
 from mirakuru.adapter.readiness.wiring import (
     Readiness,
@@ -32,8 +33,9 @@ from mirakuru.base import OUTPUT_END_GRACE, SimpleExecutor
 from mirakuru.core.budget import Budget
 from mirakuru.core.command import CommandLike
 from mirakuru.core.lifecycle import Trigger
-from mirakuru.core.probes import PROBE_TYPES, Probe
+from mirakuru.core.probes import PROBE_TYPES, Banner, Leaf, Probe, SdNotify
 from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule, event_schedule
+from mirakuru.core.unmet import attempts_phrase, explain
 from mirakuru.exceptions import (
     AlreadyRunning,
     ExecutorError,
@@ -95,6 +97,7 @@ class Executor(SimpleExecutor):
             )
         self._ready: Probe | None = ready
         self._wiring = Readiness(None, self._note_status)
+        self._findings = Findings()  # what this start's attempts found, leaf by leaf
         super().__init__(
             command,
             cwd,
@@ -157,7 +160,7 @@ class Executor(SimpleExecutor):
                 )
             return False
         budget = Budget.starting_at(monotonic(), self._timeout)
-        return attempt(probe, within(budget))
+        return attempt(probe, within(budget), findings=self._findings)
 
     def _occupied_probe(self) -> Probe | None:
         """The probe whose success before start means "already running"."""
@@ -172,7 +175,7 @@ class Executor(SimpleExecutor):
                 "or override after_start_check()"
             )
         budget = self._budget or Budget.unbounded()
-        if attempt(probe, within(budget), self._wiring.seen):
+        if attempt(probe, within(budget), self._wiring.seen, self._findings):
             return True
         if self._wiring.output_ended(probe, self._pump):
             self._fail_output_ended()
@@ -181,11 +184,41 @@ class Executor(SimpleExecutor):
     def _fail_output_ended(self) -> None:
         exit_code = exit_code_within(self.process, OUTPUT_END_GRACE)
         tail = self.output_tail()
+        unmet = self._unmet_or_none()
         self._failure = f"output ended without the banner (exit code {exit_code})"
         self.kill()
         error = OutputEnded(self, self._timeout, exit_code)
         error.output_tail = tail
+        error.unmet = unmet
         raise error
+
+    # -- what the wait is missing ---------------------------------------------------------------
+
+    def _unmet(self) -> str:
+        probe = self._readiness_probe()
+        findings = self._findings
+        custom = type(self).after_start_check is not Executor.after_start_check
+        if probe is None or (custom and not findings.last):
+            # A subclass's own check: all we know is that it kept saying no.
+            attempts = attempts_phrase(self._attempts)
+            return f"{type(self).__name__}.after_start_check() never returned True ({attempts})"
+        captured = [
+            name
+            for name, value in (("stdout", self._stdout), ("stderr", self._stderr))
+            if value == subprocess.PIPE
+        ]
+
+        def ready(leaf: Leaf) -> bool:
+            if isinstance(leaf, Banner | SdNotify):
+                return self._wiring.seen(leaf)
+            return findings.ready.get(leaf, False)
+
+        return explain(probe, ready, findings.last, self._attempts, captured)
+
+    def _poll_floor(self) -> float:
+        # Once an HTTP server answers at all, the application is up: asking it every few
+        # milliseconds would not see it ready sooner than `sleep` allows, only flood its log.
+        return self._sleep if self._findings.answered else 0.0
 
     # -- wiring the probe into the process ----------------------------------------------------
 
@@ -253,6 +286,7 @@ class Executor(SimpleExecutor):
                 type(self).after_start_check is Executor.after_start_check
             ):
                 self.after_start_check()  # raises NotImplementedError before spawning
+            self._findings = Findings()  # the check before spawning is this start's first
             if self.pre_start_check():
                 raise AlreadyRunning(self)
             self._spawn()

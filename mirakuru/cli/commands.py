@@ -305,7 +305,8 @@ class _Run:
                 + (f" ({self.what} never matched)" if error.exit_code == 0 else ""),
             )
         if isinstance(error, TimeoutExpired):
-            return NOT_READY, "timeout", f"not ready after {self.args.timeout:g} s: {self.what}"
+            unmet = error.unmet or self.what
+            return NOT_READY, "timeout", f"not ready after {self.args.timeout:g} s: {unmet}"
         if isinstance(error, ProcessExitedWithError):
             how = _how_it_ended(error.exit_code)
             return START_FAILED, "exited", f"{program} exited with {how} before it was ready"
@@ -332,6 +333,8 @@ class _Run:
                     executor.start()
         except ExecutorError as error:
             code, outcome, message = self._start_error(error)
+            if isinstance(error, TimeoutExpired):
+                self.result["not_ready"] = error.unmet
             tail = list(error.output_tail)
             console.error(message + ("; last output:" if tail else ""), tail)
             return self._finish(code, outcome)
