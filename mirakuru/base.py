@@ -296,6 +296,8 @@ class SimpleExecutor(PublishedAttributes, Waiting, Teardown):
             # Launchers that daemonize exit 0 while the service lives on: not a failure.
             if code != 0:
                 self._fire(Trigger.FAIL, f"exited on its own with code {code}")
+            else:
+                self._lifecycle.note(f"PID {self.process.pid} exited with status 0", monotonic())
         finally:
             self._lock.release()
 

@@ -8,6 +8,7 @@ published as ``mirakuru.base.Executor``, where mirakuru has always exported it.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import subprocess
 import sys
@@ -29,7 +30,8 @@ from mirakuru.adapter.readiness.wiring import (
     exit_code_within,
     only_event_driven,
 )
-from mirakuru.base import OUTPUT_END_GRACE, SimpleExecutor
+from mirakuru.adapter.teardown.remains import anything_left
+from mirakuru.base import ENV_UUID, OUTPUT_END_GRACE, SimpleExecutor
 from mirakuru.core.budget import Budget
 from mirakuru.core.command import CommandLike
 from mirakuru.core.lifecycle import Trigger
@@ -39,6 +41,7 @@ from mirakuru.core.unmet import attempts_phrase, explain
 from mirakuru.exceptions import (
     AlreadyRunning,
     ExecutorError,
+    LeftNothingRunning,
     OutputEnded,
     ProcessExitedWithError,
 )
@@ -60,6 +63,11 @@ class Executor(SimpleExecutor):
     already answers :meth:`pre_start_check` before we start, ``start()`` raises
     :class:`AlreadyRunning`.
     """
+
+    #: Whether the leader was seen to exit 0 during this start, and when we last looked
+    #: for what it left running.
+    _leader_exit_seen = False
+    _remains_looked_at = -math.inf
 
     def __init__(
         self,
@@ -226,6 +234,8 @@ class Executor(SimpleExecutor):
         probe = self._readiness_probe()
         self._wiring.close()
         self._wiring = Readiness(probe, self._note_status)
+        self._leader_exit_seen = False
+        self._remains_looked_at = -math.inf
         try:
             super()._spawn()
         except BaseException:
@@ -364,7 +374,9 @@ class Executor(SimpleExecutor):
     def check_subprocess(self) -> bool:
         """Fail at once if the process died with an error; else ask after_start_check.
 
-        Exit code 0 is tolerated: launchers that daemonize exit 0 while the service lives.
+        Exit code 0 is tolerated while anything the process started lives on (launchers
+        that daemonize exit 0 while the service starts); once nothing is left, the start
+        fails at once with :class:`LeftNothingRunning`.
         """
         process = self.process
         if process is None:
@@ -377,7 +389,42 @@ class Executor(SimpleExecutor):
             error = ProcessExitedWithError(self, exit_code)
             error.output_tail = tail
             raise error
-        return self.after_start_check()
+        if self.after_start_check():
+            return True
+        if exit_code == 0 and self._run is not None and self._run.real:
+            return self._launcher_exited(process)  # (a stand-in for Popen has no tree)
+        return False
+
+    def _launcher_exited(self, process: subprocess.Popen[str]) -> bool:
+        """The leader exited 0 before the service was ready: fail if it left nothing running.
+
+        Looked at when the exit is first seen, then at most once per ``sleep``: without a
+        cgroup the look reads every process's ``stat`` (and some environments).
+        """
+        now = monotonic()
+        first = not self._leader_exit_seen
+        if not first and now - self._remains_looked_at < self._sleep:
+            return False
+        self._leader_exit_seen = True
+        self._remains_looked_at = now
+        left = anything_left(process, ENV_UUID, self._uuid)
+        if first:
+            what = "its processes live on" if left else "it left nothing running"
+            self._lifecycle.note(f"PID {process.pid} exited with status 0; {what}", now)
+        if left:
+            return False
+        tail = self._drain_tail()
+        # Its last words, now read, may hold the banner (ready after all) or end the output
+        # without it (OutputEnded says more than we would).
+        if self.after_start_check():
+            return True
+        unmet = self._unmet_or_none()
+        self._failure = "exited with status 0 and left nothing running"
+        self.kill()
+        error = LeftNothingRunning(self, self._timeout, 0)
+        error.output_tail = tail
+        error.unmet = unmet
+        raise error
 
     def _drain_tail(self) -> list[str]:
         """The output tail after reading what the dead process left in its pipes."""
