@@ -246,7 +246,9 @@ async def _await_ready(executor: Executor, plan: _Plan) -> None:
 
     wakeups = plan.wakeups()
     while True:
-        outcome = await drive(engine, check, wakeups, unready=plan.unready)
+        outcome = await drive(
+            engine, check, wakeups, unready=plan.unready, floor=executor._poll_floor
+        )
         if isinstance(outcome, Ready):
             return
         await in_thread(_timed_out, executor)

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, NoReturn, Self, TextIO
+from typing import IO, TYPE_CHECKING, Any, Self, TextIO
 
 from mirakuru._async import AsyncMethods
 from mirakuru._attributes import PublishedAttributes
@@ -35,6 +35,7 @@ from mirakuru._executor import (
     legacy_timeout,
 )
 from mirakuru._teardown import Teardown
+from mirakuru._waiting import Waiting
 from mirakuru.adapter import observers
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.guard import registry
@@ -54,7 +55,7 @@ from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, 
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
 from mirakuru.core.schedule import PollSchedule
 from mirakuru.core.validate import check_count, check_positive
-from mirakuru.exceptions import InvalidCommand, TimeoutExpired, check_environment, spawn_error
+from mirakuru.exceptions import InvalidCommand, check_environment, spawn_error
 
 if TYPE_CHECKING:
     # For type checkers only: at run time the name is supplied by __getattr__ below.
@@ -79,7 +80,7 @@ IGNORED_ERROR_CODES = [errno.ESRCH]
 OUTPUT_END_GRACE = 0.05
 
 
-class SimpleExecutor(PublishedAttributes, Teardown, AsyncMethods):
+class SimpleExecutor(PublishedAttributes, Waiting, Teardown, AsyncMethods):
     """Runs a command as a subprocess and stops it, with its whole process tree.
 
     ``start()`` returns as soon as the process is spawned; :class:`Executor` and its
@@ -292,6 +293,8 @@ class SimpleExecutor(PublishedAttributes, Teardown, AsyncMethods):
             # Launchers that daemonize exit 0 while the service lives on: not a failure.
             if code != 0:
                 self._fire(Trigger.FAIL, f"exited on its own with code {code}")
+            else:
+                self._lifecycle.note(f"PID {self.process.pid} exited with status 0", monotonic())
         finally:
             self._lock.release()
 
@@ -312,6 +315,7 @@ class SimpleExecutor(PublishedAttributes, Teardown, AsyncMethods):
             self._set_timeout()
         schedule, adaptive = self._poll_schedule()
         run = self._run
+        check = self._counted(wait_for)
 
         def timed_out() -> None:
             # check_timeout may be overridden: 1.x style raises, 3.x style returns False.
@@ -321,13 +325,14 @@ class SimpleExecutor(PublishedAttributes, Teardown, AsyncMethods):
         hints = self._wait_hints() if run is not None and run.real else []
         with nullcontext(idle_wakeups) if run is None else run.serving(hints) as wakeups:
             wait_past_deadline(
-                wait_for,
+                check,
                 lambda: self._budget,
                 schedule,
                 wakeups,
                 adaptive=adaptive,
                 on_timeout=timed_out,
                 step=self._sleep,
+                floor=self._poll_floor,
             )
         return self
 
@@ -339,22 +344,6 @@ class SimpleExecutor(PublishedAttributes, Teardown, AsyncMethods):
         """The schedule of timed checks, and whether its cap adapts to their cost."""
         # sleep (given or not) is the longest gap: a cheap check is still polled faster.
         return PollSchedule(cap=self._sleep), True
-
-    def check_timeout(self) -> bool:
-        """True while the start-up deadline has not passed; else kill and raise."""
-        budget = self._budget
-        if budget is None or not budget.expired(monotonic()):
-            return True
-        self._time_out()
-
-    def _time_out(self) -> NoReturn:
-        """Kill the process tree and raise :class:`TimeoutExpired`."""
-        self._failure = f"timed out after {self._timeout} s"
-        tail = self.output_tail()
-        self.kill()
-        error = TimeoutExpired(self, timeout=self._timeout)
-        error.output_tail = tail
-        raise error
 
     def _clear_process(self) -> None:
         """Forget the process: stop draining, close descriptors, disarm the deadline."""

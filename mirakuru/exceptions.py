@@ -17,6 +17,7 @@ __all__ = [
     "ExecutableNotPermitted",
     "ExecutorError",
     "InvalidCommand",
+    "LeftNothingRunning",
     "OutputEnded",
     "ProcessExitedWithError",
     "ProcessFinishedWithError",
@@ -82,14 +83,29 @@ class ExecutorError(Exception):
 
 
 class TimeoutExpired(ExecutorError):
-    """The executor did not become ready (or stop) within ``timeout`` seconds."""
+    """The executor did not become ready (or stop) within ``timeout`` seconds.
+
+    Where the executor knows, ``unmet`` says what it was still waiting for: the probe not
+    satisfied and its last result, e.g. ``tcp 127.0.0.1:6399: connection refused (412
+    attempts)``.
+    """
+
+    #: What the start was still waiting for, in words (None where unknown).
+    unmet: str | None = None
 
     def __init__(self, executor: SimpleExecutor | ExecutorSnapshot, timeout: float | None) -> None:
         super().__init__(executor, timeout)
         self.timeout = timeout
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        kind, args, state = super().__reduce__()
+        return (kind, args, {**state, "unmet": self.unmet})
+
+    def _not_ready(self) -> str:
+        return f"; not ready: {self.unmet}" if self.unmet else ""
+
     def _headline(self) -> str:
-        return f"Executor {self.executor} timed out after {self.timeout} seconds"
+        return f"Executor {self.executor} timed out after {self.timeout} seconds{self._not_ready()}"
 
 
 class OutputEnded(TimeoutExpired):
@@ -112,6 +128,34 @@ class OutputEnded(TimeoutExpired):
         return (
             f"Executor {self.executor} ended its output without the banner"
             f" (exit code {self.exit_code}); gave up before the {self.timeout} s timeout"
+            + self._not_ready()
+        )
+
+
+class LeftNothingRunning(TimeoutExpired):
+    """The process exited with status 0 during start-up and nothing it started is left
+    running (its cgroup is empty; without one, no process is in its group or session,
+    carries its marker, or is an orphan born after it): it cannot become ready any more.
+
+    Launchers that daemonize also exit 0, but leave their service running: those are
+    still waited for. A subclass of :class:`TimeoutExpired` (which waiting out the timeout
+    raised before) so existing handlers keep working.
+    """
+
+    def __init__(
+        self,
+        executor: SimpleExecutor | ExecutorSnapshot,
+        timeout: float | None,
+        exit_code: int = 0,
+    ) -> None:
+        ExecutorError.__init__(self, executor, timeout, exit_code)
+        self.timeout = timeout
+        self.exit_code = exit_code
+
+    def _headline(self) -> str:
+        return (
+            f"Executor {self.executor} exited with status {self.exit_code} and left nothing"
+            f" running; gave up before the {self.timeout} s timeout{self._not_ready()}"
         )
 
 

@@ -8,6 +8,7 @@ published as ``mirakuru.base.Executor``, where mirakuru has always exported it.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from mirakuru._executor import (
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.posix import SIGKILL
 from mirakuru.adapter.readiness.evaluate import attempt, refusal, within
+from mirakuru.adapter.readiness.findings import Findings
 from mirakuru.adapter.readiness.inotify import DirectoryWatch
 from mirakuru.adapter.readiness.wiring import (
     Readiness,
@@ -29,15 +31,18 @@ from mirakuru.adapter.readiness.wiring import (
     only_event_driven,
 )
 from mirakuru.adapter.run.pump import DEFAULT_LIMIT
-from mirakuru.base import OUTPUT_END_GRACE, SimpleExecutor
+from mirakuru.adapter.teardown.remains import anything_left
+from mirakuru.base import ENV_UUID, OUTPUT_END_GRACE, SimpleExecutor
 from mirakuru.core.budget import Budget
 from mirakuru.core.command import CommandLike
 from mirakuru.core.lifecycle import Trigger
-from mirakuru.core.probes import PROBE_TYPES, Probe
+from mirakuru.core.probes import PROBE_TYPES, Banner, Leaf, Probe, SdNotify
 from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule, event_schedule
+from mirakuru.core.unmet import attempts_phrase, explain
 from mirakuru.exceptions import (
     AlreadyRunning,
     ExecutorError,
+    LeftNothingRunning,
     OutputEnded,
     ProcessExitedWithError,
 )
@@ -59,6 +64,11 @@ class Executor(SimpleExecutor):
     already answers :meth:`pre_start_check` before we start, ``start()`` raises
     :class:`AlreadyRunning`.
     """
+
+    #: Whether the leader was seen to exit 0 during this start, and when we last looked
+    #: for what it left running.
+    _leader_exit_seen = False
+    _remains_looked_at = -math.inf
 
     def __init__(
         self,
@@ -97,6 +107,7 @@ class Executor(SimpleExecutor):
             )
         self._ready: Probe | None = ready
         self._wiring = Readiness(None, self._note_status)
+        self._findings = Findings()  # what this start's attempts found, leaf by leaf
         super().__init__(
             command,
             cwd,
@@ -160,7 +171,7 @@ class Executor(SimpleExecutor):
                 )
             return False
         budget = Budget.starting_at(monotonic(), self._timeout)
-        return attempt(probe, within(budget))
+        return attempt(probe, within(budget), findings=self._findings)
 
     def _occupied_probe(self) -> Probe | None:
         """The probe whose success before start means "already running"."""
@@ -175,7 +186,7 @@ class Executor(SimpleExecutor):
                 "or override after_start_check()"
             )
         budget = self._budget or Budget.unbounded()
-        if attempt(probe, within(budget), self._wiring.seen):
+        if attempt(probe, within(budget), self._wiring.seen, self._findings):
             return True
         if self._wiring.output_ended(probe, self._pump):
             self._fail_output_ended()
@@ -184,11 +195,41 @@ class Executor(SimpleExecutor):
     def _fail_output_ended(self) -> None:
         exit_code = exit_code_within(self.process, OUTPUT_END_GRACE)
         tail = self.output_tail()
+        unmet = self._unmet_or_none()
         self._failure = f"output ended without the banner (exit code {exit_code})"
         self.kill()
         error = OutputEnded(self, self._timeout, exit_code)
         error.output_tail = tail
+        error.unmet = unmet
         raise error
+
+    # -- what the wait is missing ---------------------------------------------------------------
+
+    def _unmet(self) -> str:
+        probe = self._readiness_probe()
+        findings = self._findings
+        custom = type(self).after_start_check is not Executor.after_start_check
+        if probe is None or (custom and not findings.last):
+            # A subclass's own check: all we know is that it kept saying no.
+            attempts = attempts_phrase(self._attempts)
+            return f"{type(self).__name__}.after_start_check() never returned True ({attempts})"
+        captured = [
+            name
+            for name, value in (("stdout", self._stdout), ("stderr", self._stderr))
+            if value == subprocess.PIPE
+        ]
+
+        def ready(leaf: Leaf) -> bool:
+            if isinstance(leaf, Banner | SdNotify):
+                return self._wiring.seen(leaf)
+            return findings.ready.get(leaf, False)
+
+        return explain(probe, ready, findings.last, self._attempts, captured)
+
+    def _poll_floor(self) -> float:
+        # Once an HTTP server answers at all, the application is up: asking it every few
+        # milliseconds would not see it ready sooner than `sleep` allows, only flood its log.
+        return self._sleep if self._findings.answered else 0.0
 
     # -- wiring the probe into the process ----------------------------------------------------
 
@@ -196,6 +237,8 @@ class Executor(SimpleExecutor):
         probe = self._readiness_probe()
         self._wiring.close()
         self._wiring = Readiness(probe, self._note_status, self._note)
+        self._leader_exit_seen = False
+        self._remains_looked_at = -math.inf
         try:
             super()._spawn()
         except BaseException:
@@ -260,6 +303,7 @@ class Executor(SimpleExecutor):
                 type(self).after_start_check is Executor.after_start_check
             ):
                 self.after_start_check()  # raises NotImplementedError before spawning
+            self._findings = Findings()  # the check before spawning is this start's first
             if self.pre_start_check():
                 raise AlreadyRunning(self)
             self._spawn()
@@ -337,7 +381,9 @@ class Executor(SimpleExecutor):
     def check_subprocess(self) -> bool:
         """Fail at once if the process died with an error; else ask after_start_check.
 
-        Exit code 0 is tolerated: launchers that daemonize exit 0 while the service lives.
+        Exit code 0 is tolerated while anything the process started lives on (launchers
+        that daemonize exit 0 while the service starts); once nothing is left, the start
+        fails at once with :class:`LeftNothingRunning`.
         """
         process = self.process
         if process is None:
@@ -350,7 +396,42 @@ class Executor(SimpleExecutor):
             error = ProcessExitedWithError(self, exit_code)
             error.output_tail = tail
             raise error
-        return self.after_start_check()
+        if self.after_start_check():
+            return True
+        if exit_code == 0 and self._run is not None and self._run.real:
+            return self._launcher_exited(process)  # (a stand-in for Popen has no tree)
+        return False
+
+    def _launcher_exited(self, process: subprocess.Popen[str]) -> bool:
+        """The leader exited 0 before the service was ready: fail if it left nothing running.
+
+        Looked at when the exit is first seen, then at most once per ``sleep``: without a
+        cgroup the look reads every process's ``stat`` (and some environments).
+        """
+        now = monotonic()
+        first = not self._leader_exit_seen
+        if not first and now - self._remains_looked_at < self._sleep:
+            return False
+        self._leader_exit_seen = True
+        self._remains_looked_at = now
+        left = anything_left(process, ENV_UUID, self._uuid)
+        if first:
+            what = "its processes live on" if left else "it left nothing running"
+            self._lifecycle.note(f"PID {process.pid} exited with status 0; {what}", now)
+        if left:
+            return False
+        tail = self._drain_tail()
+        # Its last words, now read, may hold the banner (ready after all) or end the output
+        # without it (OutputEnded says more than we would).
+        if self.after_start_check():
+            return True
+        unmet = self._unmet_or_none()
+        self._failure = "exited with status 0 and left nothing running"
+        self.kill()
+        error = LeftNothingRunning(self, self._timeout, 0)
+        error.output_tail = tail
+        error.unmet = unmet
+        raise error
 
     def _drain_tail(self) -> list[str]:
         """The output tail after reading what the dead process left in its pipes."""

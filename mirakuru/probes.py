@@ -26,6 +26,7 @@ import attrs
 
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.readiness.evaluate import attempt, is_external, within
+from mirakuru.adapter.readiness.findings import Findings
 from mirakuru.adapter.run.waiter import wait_until
 from mirakuru.core.budget import Budget
 from mirakuru.core.outcome import Ready
@@ -51,7 +52,8 @@ from mirakuru.core.probes import (
     tcp,
     unix_socket,
 )
-from mirakuru.core.schedule import PollSchedule
+from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule
+from mirakuru.core.unmet import explain
 
 __all__ = [
     "AllOf",
@@ -81,11 +83,14 @@ __all__ = [
 
 @attrs.frozen(slots=True)
 class ProbeWait:
-    """How a :func:`wait_for_probe` ended: ready or not, after how many attempts and seconds."""
+    """How a :func:`wait_for_probe` ended: ready or not, after how many attempts and seconds,
+    and when not ready, what was missing (``tcp 127.0.0.1:6399: connection refused (412
+    attempts)``)."""
 
     ready: bool
     attempts: int
     elapsed: float
+    unmet: str | None = None
 
 
 def wait_for_probe(
@@ -100,7 +105,8 @@ def wait_for_probe(
     Only probes that need no process of ours can be waited for this way: a banner or
     sd_notify needs an executor. ``sleep`` is the longest pause between attempts
     (default: adaptive, about 1 ms at first). ``on_attempt(n)`` is told of each attempt
-    as it starts, for progress displays.
+    as it starts, for progress displays. Once an HTTP server answers (any status), it is
+    asked no more often than every ``sleep`` (0.1 s by default).
     """
     internal = [leaf for leaf in leaves(probe) if not is_external(leaf)]
     if internal:
@@ -111,14 +117,22 @@ def wait_for_probe(
     budget = Budget.starting_at(began, timeout)
 
     attempts = 0
+    findings = Findings()
 
     def check() -> bool:
         nonlocal attempts
         attempts += 1
         if on_attempt is not None:
             on_attempt(attempts)
-        return attempt(probe, within(budget))
+        return attempt(probe, within(budget), findings=findings)
+
+    def floor() -> float:
+        # An application that answers is up: polling it faster only floods its log.
+        return (sleep or MAX_AUTO_CAP) if findings.answered else 0.0
 
     schedule = PollSchedule(cap=sleep) if sleep is not None else PollSchedule()
-    outcome = wait_until(check, budget, schedule, adaptive=sleep is None)
-    return ProbeWait(isinstance(outcome, Ready), attempts, monotonic() - began)
+    outcome = wait_until(check, budget, schedule, adaptive=sleep is None, floor=floor)
+    if isinstance(outcome, Ready):
+        return ProbeWait(True, attempts, monotonic() - began)
+    unmet = explain(probe, lambda leaf: findings.ready.get(leaf, False), findings.last, attempts)
+    return ProbeWait(False, attempts, monotonic() - began, unmet)

@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Self
 
 from mirakuru.adapter.clock import monotonic
-from mirakuru.base import Executor, SimpleExecutor
+from mirakuru.adapter.teardown.remains import anything_left
+from mirakuru.base import ENV_UUID, Executor, SimpleExecutor
 from mirakuru.cli.args import DIED, NOT_READY, OK, SIGNALLED, START_FAILED, UNCLEAN_STOP
 from mirakuru.cli.console import Console, describe, live_status
 from mirakuru.core.probes import Probe
@@ -22,6 +24,7 @@ from mirakuru.exceptions import (
     AlreadyRunning,
     ExecutableNotFound,
     ExecutorError,
+    LeftNothingRunning,
     OutputEnded,
     ProcessExitedWithError,
     ProcessFinishedWithError,
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["Interrupted", "SignalGuard", "exit_status", "run", "wait"]
 
 Result = tuple[int, dict[str, Any]]
+#: How often ``run`` looks whether a daemonized service (its launcher exited 0) still runs.
+_REMAINS_EVERY = 0.25
 
 
 class Interrupted(Exception):
@@ -304,8 +309,12 @@ class _Run:
                 f"{program} exited with {how} before it was ready"
                 + (f" ({self.what} never matched)" if error.exit_code == 0 else ""),
             )
+        if isinstance(error, LeftNothingRunning):
+            message = f"{program} exited with status 0 and left nothing running"
+            return START_FAILED, "exited", message
         if isinstance(error, TimeoutExpired):
-            return NOT_READY, "timeout", f"not ready after {self.args.timeout:g} s: {self.what}"
+            unmet = error.unmet or self.what
+            return NOT_READY, "timeout", f"not ready after {self.args.timeout:g} s: {unmet}"
         if isinstance(error, ProcessExitedWithError):
             how = _how_it_ended(error.exit_code)
             return START_FAILED, "exited", f"{program} exited with {how} before it was ready"
@@ -332,6 +341,8 @@ class _Run:
                     executor.start()
         except ExecutorError as error:
             code, outcome, message = self._start_error(error)
+            if isinstance(error, TimeoutExpired):
+                self.result["not_ready"] = error.unmet
             tail = list(error.output_tail)
             console.error(message + ("; last output:" if tail else ""), tail)
             return self._finish(code, outcome)
@@ -362,6 +373,10 @@ class _Run:
             return status, "then"
         process = self.executor.process
         returncode = process.wait() if process is not None else 0
+        if returncode == 0 and process is not None:
+            # A launcher that daemonized: the service is what it left running.
+            while anything_left(process, ENV_UUID, self.executor._uuid):
+                time.sleep(_REMAINS_EVERY)
         tail = list(self.executor.output_tail())
         self.console.error(
             f"{self.program} exited on its own with {_how_it_ended(returncode)}"

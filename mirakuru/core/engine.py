@@ -127,9 +127,13 @@ class WaitEngine:
         """The first decision of a round: always a check."""
         return CHECK
 
-    def checked(self, passed: bool, now: float, cpu: float = 0.0) -> Decision:
+    def checked(
+        self, passed: bool, now: float, cpu: float = 0.0, *, floor: float = 0.0
+    ) -> Decision:
         """A check just ended at ``now`` (``passed`` or not); ``cpu`` is a reading of the
-        waiter's CPU clock, for the adaptive cap (ignored unless adaptive)."""
+        waiter's CPU clock, for the adaptive cap (ignored unless adaptive). ``floor`` is the
+        least pause before the next timed check (say, one ``sleep`` once an HTTP server
+        answers at all), never past the deadline; events still end the wait at once."""
         self.checks += 1
         first, self._first = self._first, False
         if passed:
@@ -145,7 +149,10 @@ class WaitEngine:
         budget = self._budget
         if budget.expired(now):
             return Finish(TimedOut(self.checks))
-        delay = min(self._schedule.wait(self._index, budget.remaining(now)), self._cap)
+        remaining = budget.remaining(now)
+        delay = min(self._schedule.wait(self._index, remaining), self._cap)
+        if floor > delay:
+            delay = min(floor, remaining)
         self._index += 1
         return Wait(now + delay, delay)
 

@@ -25,6 +25,7 @@ from mirakuru.pytest_plugin.registry import (
     _services,
     _shared_root,
 )
+from mirakuru.pytest_plugin.starting import show_progress, started
 
 if TYPE_CHECKING:
     from mirakuru.base import SimpleExecutor
@@ -263,7 +264,8 @@ def service_fixture(
                 __tracebackhide__ = True
                 executor = spec.build(dependencies, _reservations(tmp_path_factory))
                 known[fixture] = executor
-                return executor.start()
+                show_progress(executor, request, fixture)
+                return started(executor)
 
             provided = share.acquire(start)
             known[fixture] = provided
@@ -271,7 +273,8 @@ def service_fixture(
             executor = spec.build(dependencies, _reservations(tmp_path_factory))
             # Recorded before starting, so a failed start-up is explained in the test's report.
             known[fixture] = executor
-            provided = executor.start()
+            show_progress(executor, request, fixture)
+            provided = started(executor)
         try:
             yield provided
         finally:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from mirakuru.pytest_plugin.starting import show_progress, trimmed
+
 if TYPE_CHECKING:
     from mirakuru.base import SimpleExecutor
     from mirakuru.pytest_plugin.declaration import _Spec
@@ -37,7 +39,7 @@ class Services:
         __tracebackhide__ = True
         error = self._failed.get(id(spec))
         if error is not None:
-            raise error
+            raise trimmed(error) from None
         return self._started.pop(id(spec), None)
 
     def _start(self, request: pytest.FixtureRequest) -> None:
@@ -70,6 +72,7 @@ class Services:
             except (Exception, pytest.skip.Exception, pytest.fail.Exception):  # noqa: S112
                 continue  # the service's own fixture meets (and reports) this again
             executors[executor] = (key, fixture)
+            show_progress(executor, request, fixture)
         known = _services(request.config)
         group = ExecutorGroup(*executors)
         try:

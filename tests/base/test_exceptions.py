@@ -17,7 +17,12 @@ from mirakuru import (
     State,
     TimeoutExpired,
 )
-from mirakuru.exceptions import ExecutableNotFound, InvalidCommand, OutputEnded
+from mirakuru.exceptions import (
+    ExecutableNotFound,
+    InvalidCommand,
+    LeftNothingRunning,
+    OutputEnded,
+)
 from tests.base.programs import exits_with, sleeper
 
 
@@ -46,6 +51,7 @@ def examples() -> list[ExecutorError]:
         InvalidCommand(executor),
         ExecutableNotFound(executor, "nope", "No such file or directory"),
         OutputEnded(executor, 5, 1),
+        LeftNothingRunning(executor, 5),
     ]
 
 
@@ -65,6 +71,10 @@ class TestHierarchy:
     def test_output_ended_is_a_timeout(self) -> None:
         """Handlers of TimeoutExpired still catch a banner that can no longer appear."""
         assert issubclass(OutputEnded, TimeoutExpired)
+
+    def test_left_nothing_running_is_a_timeout(self) -> None:
+        """Handlers of TimeoutExpired still catch an exit 0 that left nothing running."""
+        assert issubclass(LeftNothingRunning, TimeoutExpired)
 
     def test_not_found_is_a_file_not_found(self) -> None:
         """A missing executable is also the FileNotFoundError subprocess users expect."""

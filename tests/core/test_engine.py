@@ -267,3 +267,35 @@ class TestOvertime:
         assert isinstance(engine.resume(overtime_budget(engine.budget, clock(), step)), Check)
         second = drive(engine, clock, ready_at=clock())
         assert second.outcome == Ready(len(first.checks) + 1)
+
+
+class TestFloor:
+    """A floor spaces timed checks out (HTTP once a server answers), never past the deadline."""
+
+    @given(
+        timeout=timeouts,
+        schedule=schedules,
+        floor=st.floats(min_value=0.0, max_value=0.5, allow_nan=False),
+        start=instants,
+    )
+    def test_no_timed_check_comes_sooner_than_the_floor(
+        self, timeout: float, schedule: PollSchedule, floor: float, start: float
+    ) -> None:
+        """Every wait lasts at least the floor, or until the deadline if that is sooner."""
+        clock = FakeClock(start)
+        budget = Budget.starting_at(start, timeout)
+        engine = WaitEngine(budget, schedule, adaptive=False)
+        decision: Decision = engine.begin()
+        turns = 0
+        while not isinstance(decision, Finish):
+            turns += 1
+            assert turns < 10_000
+            if isinstance(decision, Check):
+                decision = engine.checked(False, clock(), floor=floor)
+                continue
+            remaining = budget.remaining(clock())
+            assert decision.delay >= min(floor, remaining) - 1e-12
+            assert decision.delay <= remaining + 1e-12
+            clock.now = decision.until
+            decision = engine.woke(clock())
+        assert isinstance(decision.outcome, TimedOut)

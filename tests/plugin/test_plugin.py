@@ -193,7 +193,7 @@ class TestFailureReport:
         result.stdout.fnmatch_lines(
             [
                 "E * has exited with a non-zero code: 3.",
-                "E *?stderr? cannot bind *",
+                "*?stderr? cannot bind *",
                 "*- mirakuru: broken -*",
                 "state: failed",
                 "*starting -> failed*",

@@ -347,7 +347,7 @@ class TestTimeoutReport:
         result.stdout.fnmatch_lines(
             [
                 "E *TimeoutExpired*",
-                "E *?stderr? still booting",
+                "*?stderr? still booting",
                 "*- mirakuru: slow -*",
                 "output tail: (shown in the error above)",
             ]

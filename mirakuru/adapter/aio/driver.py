@@ -86,12 +86,14 @@ async def drive(
     wakeups: AsyncWakeups,
     *,
     unready: Callable[[], bool] | None = None,
+    floor: Callable[[], float] | None = None,
     clock: Callable[[], float] = monotonic,
 ) -> Ready | TimedOut:
     """Run ``engine`` to its outcome: ``unready`` (a sure "no") on the loop, ``check`` in a
     worker thread when it is not, the waits awaited on ``wakeups``.
 
-    The CPU reported to the engine is what the checks themselves cost, wherever they ran.
+    The CPU reported to the engine is what the checks themselves cost, wherever they ran;
+    ``floor()`` is asked after each failed check, as in the blocking driver.
     """
     adaptive = engine.adaptive
     cpu = 0.0
@@ -106,7 +108,8 @@ async def drive(
             else:
                 passed, spent = await in_thread(_timed, check)
                 cpu += spent
-            decision = engine.checked(passed, clock(), cpu)
+            least = floor() if floor is not None and not passed else 0.0
+            decision = engine.checked(passed, clock(), cpu, floor=least)
         elif isinstance(decision, Wait):
             hinted = await wakeups.wait(decision.delay)
             decision = engine.woke(clock(), hinted=hinted)

@@ -7,6 +7,7 @@ output pump and the notify socket, and :func:`attempt` reads it through ``events
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import math
 import os
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.readiness import sockdiag
+from mirakuru.adapter.readiness.findings import ANSWER, Findings, Note
+from mirakuru.adapter.readiness.findings import connect_failure as _connect_failure
+from mirakuru.adapter.readiness.findings import quiet as _quiet
 from mirakuru.core.budget import Budget
 from mirakuru.core.probes import (
     AllOf,
@@ -168,37 +172,47 @@ def refusal(probe: Probe) -> Callable[[], bool] | None:
     return target.surely_refused if target.questions else None
 
 
-def _connect(host: str, port: int, timeout: float) -> socket.socket | None:
-    """A connected TCP socket to the first address that accepts, or None."""
+def _connect(host: str, port: int, timeout: float, note: Note = _quiet) -> socket.socket | None:
+    """A connected TCP socket to the first address that accepts, or None (and ``note``
+    is told why)."""
     try:
         target = _target(host, port)
-    except OSError:
+    except OSError as error:
+        note(f"cannot resolve {host!r}: {error.strerror or error}")
         return None
     target.connected_at = monotonic()
+    code = errno.ECONNREFUSED
     for family, kind, proto, _, address in target.addresses:
         sock = socket.socket(family, kind, proto)
         sock.settimeout(max(timeout, 0.001))
         # connect_ex: a refused connect is the common case while polling, and an error
         # code is much cheaper than raising and catching an exception every few ms.
-        if sock.connect_ex(address) == 0:
+        code = sock.connect_ex(address)
+        if code == 0:
             return sock
         sock.close()
+    note(_connect_failure(code))
     return None
 
 
-def tcp_ready(probe: Tcp, timeout: float) -> bool:
+def tcp_ready(probe: Tcp, timeout: float, note: Note = _quiet) -> bool:
     """Whether the program listening on the probe's host and port accepts our connection.
 
     A completed connect is not enough: it may sit in the accept queue of a program that is
     about to exit (see :func:`settled`).
     """
-    sock = _connect(probe.host, probe.port, timeout)
+    sock = _connect(probe.host, probe.port, timeout, note)
     if sock is None:
         return False
     try:
-        return settled(sock, timeout)
+        return _accepted(settled(sock, timeout), note)
     finally:
         sock.close()
+
+
+def _accepted(accepted: bool, note: Note) -> bool:
+    note("accepted" if accepted else "connected, then reset (the listener closed)")
+    return accepted
 
 
 def _peer_end(sock: socket.socket) -> str | None:
@@ -247,21 +261,28 @@ def settled(sock: socket.socket, timeout: float) -> bool:
         delay = min(delay * 2, 0.005)
 
 
-def unix_ready(probe: UnixSocket, timeout: float) -> bool:
+def unix_ready(probe: UnixSocket, timeout: float, note: Note = _quiet) -> bool:
     """Whether the program listening on the unix socket accepts our stream connection
     (queued is not enough, as for TCP: see :func:`settled`)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(max(timeout, 0.001))
         try:
             sock.connect(probe.path)
-        except OSError:
+        except FileNotFoundError:
+            note("does not exist")
             return False
-        return settled(sock, timeout)
+        except OSError as error:
+            note(_connect_failure(error.errno) if error.errno else str(error))
+            return False
+        return _accepted(settled(sock, timeout), note)
 
 
-def pid_file_ready(probe: PidFile) -> bool:
+def pid_file_ready(probe: PidFile, note: Note = _quiet) -> bool:
     """Whether the pid file exists (and is a file)."""
-    return os.path.isfile(probe.path)
+    if os.path.isfile(probe.path):
+        return True
+    note("is not a file" if os.path.lexists(probe.path) else "does not exist")
+    return False
 
 
 def _unverified_context() -> ssl.SSLContext:
@@ -306,13 +327,13 @@ def _endpoint(url: str) -> tuple[str, int, bool]:
     return parts.hostname or "", parts.port or (443 if secure else 80), secure
 
 
-def http_ready(probe: Http, timeout: float) -> bool:
+def http_ready(probe: Http, timeout: float, note: Note = _quiet) -> bool:
     """Whether one request answers with a matching status, within ``timeout``."""
     host, port, secure = _endpoint(probe.url)
     limit = max(timeout, 0.001)
     # Connect first: while nothing listens, an attempt costs one refused connect rather
     # than an HTTP client's worth of work, so polling stays cheap and can stay fast.
-    sock = _connect(host, port, limit)
+    sock = _connect(host, port, limit, note)
     if sock is None:
         return False
     # Imported here: http.client (and ssl) cost ~20 ms to import, and most users never
@@ -327,7 +348,8 @@ def http_ready(probe: Http, timeout: float) -> bool:
         connection = http.client.HTTPSConnection(host, port, timeout=limit, context=context)
         try:
             connection.sock = context.wrap_socket(sock, server_hostname=host)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as error:
+            note(f"TLS handshake failed: {error}")
             sock.close()
             return False
     else:
@@ -343,11 +365,13 @@ def http_ready(probe: Http, timeout: float) -> bool:
     try:
         connection.request(probe.method, target, body=body, headers=headers)
         status = connection.getresponse().status
-    except (OSError, http.client.HTTPException, ValueError):
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        note(f"no HTTP answer ({type(error).__name__}: {error})")
         return False
     finally:
         with contextlib.suppress(OSError):
             connection.close()
+    note(f"{ANSWER}{status}")
     return probe.status.match(str(status)) is not None
 
 
@@ -360,29 +384,35 @@ def attempt(
     probe: Probe,
     limit: Limit,
     events: EventState = _never,
+    findings: Findings | None = None,
 ) -> bool:
     """One attempt at ``probe``: combinators short-circuit in order.
 
     ``limit(attempt_timeout)`` gives the time one leaf may take (the per-attempt limit
-    clamped to what remains of the budget); ``events`` answers for event-driven leaves.
+    clamped to what remains of the budget); ``events`` answers for event-driven leaves;
+    ``findings``, if given, records what each polled leaf's attempt found.
     """
     if isinstance(probe, AllOf):
-        return all(attempt(inner, limit, events) for inner in probe.probes)
+        return all(attempt(inner, limit, events, findings) for inner in probe.probes)
     if isinstance(probe, AnyOf):
-        return any(attempt(inner, limit, events) for inner in probe.probes)
-    return _leaf_ready(probe, limit, events)
+        return any(attempt(inner, limit, events, findings) for inner in probe.probes)
+    if findings is None or isinstance(probe, Banner | SdNotify):
+        return _leaf_ready(probe, limit, events)
+    return findings.attempt(probe, lambda note: _leaf_ready(probe, limit, events, note))
 
 
-def _leaf_ready(probe: Leaf, limit: Limit, events: EventState) -> bool:
+def _leaf_ready(probe: Leaf, limit: Limit, events: EventState, note: Note = _quiet) -> bool:
     # Polled kinds first, and a refusal the kernel vouches for before anything else: most
     # attempts end there, every few ms, so each step they skip is CPU saved.
     if isinstance(probe, Tcp):
-        return not _surely_refused(probe.host, probe.port) and tcp_ready(probe, limit(None))
+        return not _surely_refused(probe.host, probe.port) and tcp_ready(probe, limit(None), note)
     if isinstance(probe, Http):
         host, port, _ = _endpoint(probe.url)
-        return not _surely_refused(host, port) and http_ready(probe, limit(probe.request_timeout))
+        return not _surely_refused(host, port) and http_ready(
+            probe, limit(probe.request_timeout), note
+        )
     if isinstance(probe, Banner | SdNotify):
         return events(probe)
     if isinstance(probe, UnixSocket):
-        return unix_ready(probe, limit(None))
-    return pid_file_ready(probe)
+        return unix_ready(probe, limit(None), note)
+    return pid_file_ready(probe, note)

@@ -88,6 +88,7 @@ def wait_until(
     hints: Iterable[EventSource] = (),
     wakeups: Wakeups | None = None,
     adaptive: bool = True,
+    floor: Callable[[], float] | None = None,
     clock: Callable[[], float] = monotonic,
     cost_clock: Callable[[], float] = time.thread_time,
 ) -> Ready | TimedOut:
@@ -97,12 +98,17 @@ def wait_until(
     ``check`` runs at once, then again whenever ``wakeups`` reports an event (by default:
     one of ``sources`` or ``hints`` became readable and was served) or the schedule's next
     delay passes, whichever is first, unless the deadline has passed by then. An event from
-    a hint restarts the schedule at its first delay. With ``adaptive``, the schedule's cap
-    follows what one wake-up (the check plus the wait) costs this thread in CPU time.
+    a hint (say, a file appearing in a watched directory) also restarts the schedule at its
+    first, shortest delay, since readiness is probably moments away. With ``adaptive``,
+    the schedule's cap follows what one wake-up (the check plus the wait) costs this thread
+    in CPU time (:func:`~mirakuru.core.schedule.adaptive_cap`). ``floor()``, asked after
+    each failed check, is the least pause before the next timed check (events still wake
+    the wait at once). The check always runs at least once, even with an expired budget.
     """
     if wakeups is None:
         wakeups = PollWakeups(sources, hints, cost_clock)
-    return drive(WaitEngine(budget, schedule, adaptive=adaptive), check, wakeups, clock, cost_clock)
+    engine = WaitEngine(budget, schedule, adaptive=adaptive)
+    return drive(engine, check, wakeups, clock, cost_clock, floor)
 
 
 def drive(
@@ -111,6 +117,7 @@ def drive(
     wakeups: Wakeups,
     clock: Callable[[], float] = monotonic,
     cost_clock: Callable[[], float] = time.thread_time,
+    floor: Callable[[], float] | None = None,
 ) -> Ready | TimedOut:
     """Run ``engine`` to its outcome: checks on this thread, waits blocked in ``wakeups``."""
     # One clock read after each check and after each wait, one CPU-clock read (a system
@@ -121,7 +128,12 @@ def drive(
     while True:
         if decision is CHECK:
             passed = check()
-            decision = engine.checked(passed, clock(), cost_clock() if adaptive else 0.0)
+            decision = engine.checked(
+                passed,
+                clock(),
+                cost_clock() if adaptive else 0.0,
+                floor=floor() if floor is not None and not passed else 0.0,
+            )
         elif isinstance(decision, Wait):
             hinted = wakeups.wait(decision.delay)
             decision = engine.woke(clock(), hinted=hinted, served=wakeups.served)
@@ -139,6 +151,7 @@ def wait_past_deadline(
     adaptive: bool,
     on_timeout: Callable[[], None],
     step: float,
+    floor: Callable[[], float] | None = None,
 ) -> None:
     """:func:`wait_until`, asking ``on_timeout`` (which raises to give up) at each timeout.
 
@@ -147,7 +160,7 @@ def wait_past_deadline(
     """
     engine = WaitEngine(budget() or Budget.unbounded(), schedule, adaptive=adaptive)
     while True:
-        outcome = drive(engine, check, wakeups())
+        outcome = drive(engine, check, wakeups(), floor=floor)
         if not isinstance(outcome, TimedOut):
             return
         on_timeout()
