@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from mirakuru.http import HTTPExecutor
     from mirakuru.output import OutputExecutor
     from mirakuru.pid import PidExecutor
+    from mirakuru.stack import Stack, StackError, StackFailed
     from mirakuru.tcp import TCPExecutor
     from mirakuru.unixsocket import UnixSocketExecutor
 
@@ -51,6 +52,9 @@ _HOMES = {
     "ProcessExitedWithError": "mirakuru.exceptions",
     "ProcessFinishedWithError": "mirakuru.exceptions",
     "SimpleExecutor": "mirakuru.base",
+    "Stack": "mirakuru.stack",
+    "StackError": "mirakuru.stack",
+    "StackFailed": "mirakuru.stack",
     "State": "mirakuru.core.lifecycle",
     "StateChange": "mirakuru.core.lifecycle",
     "StopReport": "mirakuru.core.report",
@@ -76,6 +80,9 @@ __all__ = [
     "ProcessExitedWithError",
     "ProcessFinishedWithError",
     "SimpleExecutor",
+    "Stack",
+    "StackError",
+    "StackFailed",
     "State",
     "StateChange",
     "StopReport",

@@ -17,17 +17,21 @@ from mirakuru.core.stack.errors import (
     WrongType,
 )
 from mirakuru.core.stack.model import (
+    UP,
     Condition,
     ReadySpec,
     Restart,
     ServiceSpec,
     StackSpec,
+    Status,
+    holds,
     restart_delay,
 )
 from mirakuru.core.stack.parse import parse_stack
 from mirakuru.core.stack.placeholders import build_probe, fill, placeholders, port_of
 
 __all__ = [
+    "UP",
     "Condition",
     "DependencyCycle",
     "InvalidValue",
@@ -38,6 +42,7 @@ __all__ = [
     "StackError",
     "StackFileNotFound",
     "StackSpec",
+    "Status",
     "UnknownDependency",
     "UnknownKey",
     "UnknownPlaceholder",
@@ -45,6 +50,7 @@ __all__ = [
     "WrongType",
     "build_probe",
     "fill",
+    "holds",
     "parse_stack",
     "placeholders",
     "port_of",

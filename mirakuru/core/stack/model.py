@@ -19,11 +19,14 @@ __all__ = [
     "DEFAULT_MAX_RESTARTS",
     "DEFAULT_STOP_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "UP",
     "Condition",
     "ReadySpec",
     "Restart",
     "ServiceSpec",
     "StackSpec",
+    "Status",
+    "holds",
     "restart_delay",
 ]
 
@@ -48,6 +51,37 @@ class Restart(enum.Enum):
 
     NO = "no"
     ON_FAILURE = "on-failure"
+
+
+class Status(enum.Enum):
+    """Where one service of a running stack is."""
+
+    PENDING = "pending"  # waiting for its dependencies
+    STARTING = "starting"  # spawned, its probe not passed yet
+    RUNNING = "running"  # spawned, and it has no probe to pass
+    READY = "ready"  # its probe passed
+    COMPLETED = "completed"  # exited with status 0
+    RESTARTING = "restarting"  # exited non-zero, to be started again after a pause
+    FAILED = "failed"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+_SPAWNED = frozenset({Status.STARTING, Status.RUNNING, Status.READY, Status.COMPLETED})
+#: The statuses in which a service counts as up, for ``up`` to return.
+UP = frozenset({Status.RUNNING, Status.READY, Status.COMPLETED})
+
+
+def holds(condition: Condition, status: Status) -> bool:
+    """Whether a dependency in ``status`` satisfies a dependent waiting for ``condition``.
+
+    A restarting service satisfies nothing: its dependents wait until it is back.
+    """
+    if condition is Condition.STARTED:
+        return status in _SPAWNED
+    if condition is Condition.READY:
+        return status is Status.READY
+    return status is Status.COMPLETED
 
 
 def restart_delay(restarts_so_far: int) -> float:
