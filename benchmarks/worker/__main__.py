@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.catalog import BY_NAME, IMPLEMENTATIONS
-from benchmarks.worker import api, output, readiness, stopping, throughput
+from benchmarks.worker import api, output, readiness, stacks, stopping, throughput
 from benchmarks.worker.support import ApiMissing, Context, describe, kill_leftovers
 
 RUNNERS: dict[str, Callable[[Context], None]] = {
@@ -59,6 +59,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "memory": throughput.memory,
     "import": throughput.import_time,
     "spawn": throughput.spawn,
+    "stack-3x1s": stacks.stack_ready,
 }
 assert set(RUNNERS) == set(BY_NAME), "worker and catalog disagree on scenarios"
 
