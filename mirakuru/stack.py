@@ -21,17 +21,9 @@ from contextlib import contextmanager
 
 from mirakuru._stack_engine import OutputSink, StackFailed, StackRun, StatusSink, port_variable
 from mirakuru.adapter.stackfile import find_stack_file, load_stack
-from mirakuru.core.stack import ServiceSpec, StackError, StackSpec, Status
+from mirakuru.core.stack import ServiceSpec, StackSpec
 
-__all__ = [
-    "Stack",
-    "StackError",
-    "StackFailed",
-    "StackRun",
-    "Status",
-    "find_stack_file",
-    "port_variable",
-]
+__all__ = ["Stack", "StackFailed", "StackRun", "find_stack_file", "port_variable"]
 
 
 class Stack:
