@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterable
@@ -57,10 +58,12 @@ class StackConsole:
         self.say(f"{name}: {status.value}" + (f" {detail}" if detail else ""))
 
     def say(self, message: str, details: Iterable[str] = ()) -> None:
-        """A line of ours (cut to fit 80 columns), and indented details as they are."""
+        """A message of ours, wrapped to 80 columns; then indented details as they are."""
+        cleaned = fit(f"mirakuru: {message}", 10 * COLUMNS)  # control characters shown as ?
+        lines = textwrap.wrap(cleaned, COLUMNS, subsequent_indent="    ") or [cleaned]
         with self._lock:
             sys.stdout.flush()
-            sys.stderr.write(fit(f"mirakuru: {message}", COLUMNS + 1) + "\n")
+            sys.stderr.write("".join(f"{line}\n" for line in lines))
             for line in details:
                 sys.stderr.write(f"    {line}\n")
             sys.stderr.flush()

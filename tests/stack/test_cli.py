@@ -156,6 +156,7 @@ depends_on = {{ job = "completed" }}
         assert done.returncode == 4, done.stderr
         assert "service 'job' exited on its own with status 2" in done.stderr
         assert "app: starting" not in done.stderr
+        assert all(len(line) <= 80 for line in done.stderr.splitlines())
 
     def test_not_ready(self, tmp_path: Path) -> None:
         """A service not ready within its timeout: exit 3, nothing left."""
@@ -166,7 +167,8 @@ depends_on = {{ job = "completed" }}
         )
         done = cli(tmp_path, "up", "--then", "true")
         assert done.returncode == 3, done.stderr
-        assert "'slow' was not ready within 0.5 s" in done.stderr
+        assert "'slow' was not ready within 0.5 s" in " ".join(done.stderr.split())
+        assert all(len(line) <= 80 for line in done.stderr.splitlines())
 
     def test_colours_on_a_terminal(self, tmp_path: Path) -> None:
         """On a terminal each service's name is coloured."""
