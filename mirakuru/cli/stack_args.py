@@ -11,14 +11,14 @@ STACK_ACTIONS = ("up", "status", "logs", "down")
 
 STACK_EXIT_CODES = """\
 exit status of up:
-  0     stopped cleanly after Ctrl-C or SIGTERM; with --detach: ready (or already up)
+  0     stopped cleanly after Ctrl-C or SIGTERM; --detach: ready, or already up
   2     bad options, or a mistake in the stack file (named with its key path)
   3     a service was not ready within its timeout (everything is stopped)
   4     a service could not be started, or exited before it was ready
   5     a service exited on its own while running (after its restarts, if any)
   6     a service exited with an unexpected status when stopped
   128+N interrupted by signal N before every service was ready (130 for Ctrl-C)
-  with --then, once every service is ready: the exit status of the --then command
+  with --then, once every service is ready: the --then command's exit status
 status: 0 while the stack runs, 3 when it does not; down: 0 once nothing is left
 """
 
@@ -40,9 +40,9 @@ def add_stack_parsers(commands: argparse._SubParsersAction[Any]) -> None:
         "up",
         help="start the services of mirakuru.toml, each once its dependencies are ready",
         description=(
-            "Start the named services (default: all) and what they depend on, each once"
-            " its dependencies' conditions hold; stream their output until Ctrl-C or"
-            " SIGTERM, then stop them, dependents first."
+            "Start the named services (default: all) and what they depend on, each once\n"
+            "its dependencies' conditions hold; stream their output until Ctrl-C or\n"
+            "SIGTERM, then stop them, dependents first."
         ),
         epilog=STACK_EXIT_CODES,
         formatter_class=raw,

@@ -224,6 +224,10 @@ class TestDetached:
             assert again.returncode == 0
             assert "already running" in again.stderr
             assert service_pids(status(tmp_path)) == pids
+            foreground = cli(tmp_path, "up", "--then", "true")
+            assert foreground.returncode == 4
+            assert "already runs" in foreground.stderr
+            assert cli(tmp_path, "logs", "nope").returncode == 2
             table = cli(tmp_path, "status")
             assert table.returncode == 0
             assert table.stdout.splitlines()[1].split()[:2] == ["SERVICE", "STATE"]
