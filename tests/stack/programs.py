@@ -14,11 +14,18 @@ __all__ = ["LISTENER", "needs_redis", "py", "write_stack"]
 
 needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
 
-#: Listens on argv[1] after argv[2] seconds, says so, then serves until stopped. With a
-#: counter file as argv[3], it exits 1 half a second after listening while the count is <= argv[4].
+#: Listens on argv[1] after argv[2] seconds, says so, then serves until stopped. With a counter
+#: file as argv[3] (one character per start), it exits 1 half a second after listening as long
+#: as the count of starts is <= argv[4].
 LISTENER = """
 import os, socket, sys, threading, time
 port, delay = int(sys.argv[1]), float(sys.argv[2])
+starts = None
+if len(sys.argv) > 3:
+    # Counted before listening: a start that is stopped at once still counts.
+    with open(sys.argv[3], 'a') as counter:
+        counter.write('x')
+    starts = os.path.getsize(sys.argv[3])
 time.sleep(delay)
 server = socket.socket()
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -29,12 +36,9 @@ def serve():
         server.accept()[0].close()
 threading.Thread(target=serve, daemon=True).start()
 print('listening on', port, flush=True)
-if len(sys.argv) > 3:
-    with open(sys.argv[3], 'a+') as counter:
-        counter.write('x')
-    if os.path.getsize(sys.argv[3]) <= int(sys.argv[4]):
-        time.sleep(0.5)
-        sys.exit(1)
+if starts is not None and starts <= int(sys.argv[4]):
+    time.sleep(0.5)
+    sys.exit(1)
 while True:
     time.sleep(60)
 """
