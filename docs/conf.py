@@ -77,6 +77,8 @@ api_coverage_modules = [
     "mirakuru.pytest_plugin.shared",
     "mirakuru.group",
     "mirakuru.ports",
+    "mirakuru.stack",
+    "mirakuru.core.stack",
 ]
 
 # Every example runs real processes. The setup gives examples a scratch directory and a

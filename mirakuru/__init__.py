@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mirakuru.base import Executor, SimpleExecutor
     from mirakuru.core.lifecycle import IllegalTransition, State, StateChange, Trigger
     from mirakuru.core.report import StopReport
+    from mirakuru.core.stack import StackError
     from mirakuru.exceptions import (
         AlreadyRunning,
         ExecutableNotFound,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from mirakuru.http import HTTPExecutor
     from mirakuru.output import OutputExecutor
     from mirakuru.pid import PidExecutor
+    from mirakuru.stack import Stack, StackFailed
     from mirakuru.tcp import TCPExecutor
     from mirakuru.unixsocket import UnixSocketExecutor
 
@@ -53,6 +55,9 @@ _HOMES = {
     "ProcessExitedWithError": "mirakuru.exceptions",
     "ProcessFinishedWithError": "mirakuru.exceptions",
     "SimpleExecutor": "mirakuru.base",
+    "Stack": "mirakuru.stack",
+    "StackError": "mirakuru.core.stack",
+    "StackFailed": "mirakuru.stack",
     "State": "mirakuru.core.lifecycle",
     "StateChange": "mirakuru.core.lifecycle",
     "StopReport": "mirakuru.core.report",
@@ -80,6 +85,9 @@ __all__ = [
     "ProcessExitedWithError",
     "ProcessFinishedWithError",
     "SimpleExecutor",
+    "Stack",
+    "StackError",
+    "StackFailed",
     "State",
     "StateChange",
     "StopReport",

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from mirakuru.cli.args import fill_port_everywhere, parse, readiness_probe
 from mirakuru.cli.commands import run, wait
 from mirakuru.cli.console import Console
+from mirakuru.cli.stack_args import STACK_ACTIONS
 
 __all__ = ["main"]
 
@@ -23,6 +24,10 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see ``mirakuru --help``)."""
     args = parse(argv)
+    if args.action in STACK_ACTIONS:
+        from mirakuru.cli.stack_commands import stack_main
+
+        return stack_main(args)
     sub = args.subparser
     port = fill_port_everywhere(args)
     probe = readiness_probe(args, sub)

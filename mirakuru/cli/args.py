@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from mirakuru import __version__
 from mirakuru.adapter.ports import PORT_PLACEHOLDER, fill_port, free_port
+from mirakuru.cli.stack_args import add_stack_parsers
 from mirakuru.core import probes
 from mirakuru.core.probes import Probe
 
@@ -172,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mirakuru {__version__}")
-    commands = parser.add_subparsers(dest="action", required=True, metavar="{run,wait}")
+    commands = parser.add_subparsers(
+        dest="action", required=True, metavar="{run,wait,up,status,logs,down}"
+    )
     run = commands.add_parser(
         "run",
         help="start COMMAND, wait until ready, keep it running (or run --then), stop it",
@@ -215,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_readiness(wait, own_process=False)
     _add_reporting(wait)
     wait.set_defaults(subparser=wait)
+    add_stack_parsers(commands)
     return parser
 
 

@@ -23,5 +23,6 @@ from mirakuru.pytest_plugin.registry import pytest_sessionfinish as pytest_sessi
 from mirakuru.pytest_plugin.reports import describe_service
 from mirakuru.pytest_plugin.reports import pytest_runtest_makereport as pytest_runtest_makereport
 from mirakuru.pytest_plugin.reports import pytest_runtest_setup as pytest_runtest_setup
+from mirakuru.pytest_plugin.stacks import stack_fixture
 
-__all__ = ["Service", "Services", "describe_service", "service_fixture"]
+__all__ = ["Service", "Services", "describe_service", "service_fixture", "stack_fixture"]
