@@ -26,7 +26,7 @@ from contextlib import contextmanager, nullcontext
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, NoReturn, Self, TextIO
 
-from mirakuru._attributes import PublishedAttributes
+from mirakuru._attributes import ProcessPid, PublishedAttributes
 from mirakuru._executor import (
     DEFAULT_SLEEP,
     PopenSettings,
@@ -233,6 +233,8 @@ class SimpleExecutor(PublishedAttributes, Teardown):
         finally:
             if was_running:
                 self.start()
+
+    pid = ProcessPid()  # the running process's PID, or None
 
     # -- starting ---------------------------------------------------------------------------
 

@@ -9,7 +9,13 @@ failed test's report says).
 
 from __future__ import annotations
 
-from mirakuru.pytest_plugin.declaration import ReadySpec, Scope, Service, service_fixture
+from mirakuru.pytest_plugin.declaration import (
+    ReadySpec,
+    Scope,
+    Service,
+    ServiceFixture,
+    service_fixture,
+)
 from mirakuru.pytest_plugin.registry import Services
 
 # pytest finds a plugin's hooks and fixtures among the module's attributes: these names must
@@ -22,4 +28,12 @@ from mirakuru.pytest_plugin.reports import describe_service
 from mirakuru.pytest_plugin.reports import pytest_runtest_makereport as pytest_runtest_makereport
 from mirakuru.pytest_plugin.reports import pytest_runtest_setup as pytest_runtest_setup
 
-__all__ = ["ReadySpec", "Scope", "Service", "Services", "describe_service", "service_fixture"]
+__all__ = [
+    "ReadySpec",
+    "Scope",
+    "Service",
+    "ServiceFixture",
+    "Services",
+    "describe_service",
+    "service_fixture",
+]
