@@ -9,9 +9,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
-from tests.cli.support import run_cli
+from tests.cli.support import CLI_LIMIT, run_cli, start_cli
 from tests.helpers import PYTHON, free_port
 
 
@@ -142,3 +143,22 @@ class TestWaitThenCommand:
         assert result["then"]["exit_code"] == 3
         assert result["then"]["command"] == "sh -c 'echo hi; exit 3'"
         assert "hi" in finished.stderr
+
+    def test_sigterm_ends_the_command_too(self, listening: int) -> None:
+        """SIGTERM to wait while COMMAND runs ends COMMAND as well, and exits 128+15."""
+        script = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+        cli = start_cli("wait", "--tcp", f"127.0.0.1:{listening}", "--", PYTHON, "-c", script)
+        command = None
+        try:
+            assert cli.stdout is not None
+            command = psutil.Process(int(cli.stdout.readline()))
+            cli.send_signal(signal.SIGTERM)
+            cli.communicate(timeout=CLI_LIMIT)
+            assert cli.returncode == 128 + signal.SIGTERM
+            assert psutil.wait_procs([command], timeout=5)[1] == []
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.communicate()
+            if command is not None and command.is_running():
+                command.kill()
