@@ -20,7 +20,20 @@ if TYPE_CHECKING:
     from mirakuru.adapter.run.run import Run
     from mirakuru.core.budget import Budget
 
-__all__ = ["PublishedAttributes"]
+__all__ = ["ProcessPid", "PublishedAttributes"]
+
+
+class ProcessPid:
+    """``executor.pid``: the PID of the process it runs, or None when nothing runs.
+
+    A descriptor without ``__set__``: a subclass written before it existed may set a ``pid``
+    attribute of its own, and that attribute then simply wins.
+    """
+
+    def __get__(self, executor: object, owner: type | None = None) -> int | None:
+        process = getattr(executor, "process", None)
+        pid = getattr(process, "pid", None)
+        return pid if isinstance(pid, int) else None
 
 
 class PublishedAttributes:

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self, TextIO
 
 from mirakuru._async import AsyncMethods
-from mirakuru._attributes import PublishedAttributes
+from mirakuru._attributes import ProcessPid, PublishedAttributes
 from mirakuru._executor import (
     DEFAULT_SLEEP,
     PopenSettings,
@@ -230,6 +230,8 @@ class SimpleExecutor(PublishedAttributes, Waiting, Teardown, AsyncMethods):
         finally:
             if was_running:
                 self.start()
+
+    pid = ProcessPid()  # the running process's PID, or None
 
     # -- starting ---------------------------------------------------------------------------
 

@@ -27,10 +27,11 @@ from mirakuru import (
     TCPExecutor,
     TimeoutExpired,
     Trigger,
+    probes,
 )
 from mirakuru.group import ExecutorGroup, start_all
 from mirakuru.ports import free_port
-from mirakuru.pytest_plugin import Service
+from mirakuru.pytest_plugin import Service, ServiceFixture, service_fixture
 
 
 class FileService(Executor):
@@ -114,12 +115,43 @@ def constructors() -> None:
 
 
 def test_with_a_service(web: Service) -> None:
-    """A test annotated with the plugin's Service type reads the port and the tail."""
+    """A test annotated with the plugin's Service type uses what the docs use on a service."""
     assert_type(web.port, int | None)
     assert_type(web.state, State)
     assert_type(web.output_tail(), list[str])
+    assert_type(web.pid, int | None)
+    assert_type(web.output(), TextIO | None)
+    assert_type(web.err_output(), TextIO | None)
+    with web.stopped() as paused:
+        assert_type(paused, Service)
+        assert not paused.running()
     port: int = web.port or free_port()
     assert port > 0
+
+
+def declared_services(folder: Path) -> None:
+    """service_fixture says what its fixture yields: a Service, or a factory's own executor."""
+    web = service_fixture(
+        "python3 -m http.server {port}", ready=lambda port: probes.tcp("::1", port)
+    )
+    assert_type(web, ServiceFixture[Service])
+    shared = service_fixture(["redis-server", "--port", "{port}"], shared=True)
+    assert_type(shared, ServiceFixture[Service])
+
+    def redis(port: int) -> TCPExecutor:
+        return TCPExecutor(["redis-server", "--port", str(port)], host="127.0.0.1", port=port)
+
+    assert_type(service_fixture(redis, scope="module"), ServiceFixture[TCPExecutor])
+
+    def arguments(port: int, tmp_path_factory: object) -> dict[str, object]:
+        return {"command": ["server", str(port)], "cwd": folder}
+
+    assert_type(service_fixture(arguments), ServiceFixture[Service])
+
+
+def executors_have_a_pid(executor: SimpleExecutor) -> None:
+    """Every executor has the pid a Service promises."""
+    assert_type(executor.pid, int | None)
 
 
 def groups(first: SimpleExecutor, second: Executor) -> None:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, NoReturn
 
 from mirakuru import __version__
 from mirakuru.adapter.ports import PORT_PLACEHOLDER, fill_port, free_port
+from mirakuru.cli.console import terminal_columns, wrap
 from mirakuru.cli.stack_args import add_stack_parsers
 from mirakuru.core import probes
 from mirakuru.core.probes import Probe
 
 __all__ = [
+    "CANNOT_EXECUTE",
     "DIED",
+    "NOT_FOUND",
     "NOT_READY",
     "OK",
     "SIGNALLED",
@@ -37,26 +41,62 @@ DIED = 5
 UNCLEAN_STOP = 6
 #: Added to a signal number when a process ended by that signal, as a shell reports it.
 SIGNALLED = 128
+#: A ``wait -- COMMAND`` that cannot be executed, or is not found: the shell's statuses.
+CANNOT_EXECUTE = 126
+NOT_FOUND = 127
 
+# Each table is laid out by hand, so every line fits an 80-column terminal.
 EXIT_CODES = f"""\
-exit status:
-  {OK}     ready (wait); stopped cleanly after Ctrl-C or SIGTERM (run)
-  {USAGE}     bad options
-  {NOT_READY}     not ready within --timeout (the service is stopped)
-  {START_FAILED}     the service could not be started or exited before it was ready
-  {DIED}     the service exited on its own while running (run without --then)
-  {UNCLEAN_STOP}     the service exited with an unexpected status when stopped (run without --then)
-  128+N interrupted by signal N before the service was ready (130 for Ctrl-C)
-  with --then, once the service is ready: the exit status of the --then command
-  --json reports every exit status the same way (128+N for a process ended by signal N)
+exit status (see 'mirakuru run --help' and 'mirakuru wait --help'):
+  {OK}      ready (wait); stopped cleanly after Ctrl-C or SIGTERM (run)
+  {USAGE}      bad options
+  {NOT_READY}      not ready within --timeout
+  {START_FAILED}      run: the service could not be started, or exited before it was ready
+  {DIED}      run: the service exited on its own while running
+  {UNCLEAN_STOP}      run: the service ended with an unexpected status when stopped
+  128+N  interrupted by signal N before the service was ready (130 for Ctrl-C)
 """
+
+RUN_EXIT_CODES = f"""\
+exit status:
+  {OK}      stopped cleanly after Ctrl-C or SIGTERM
+  {USAGE}      bad options
+  {NOT_READY}      not ready within --timeout (the service is stopped)
+  {START_FAILED}      the service could not be started, or exited before it was ready
+  {DIED}      the service exited on its own while running (without --then)
+  {UNCLEAN_STOP}      the service ended with an unexpected status when stopped
+         (without --then)
+  128+N  interrupted by signal N before the service was ready (130 for Ctrl-C)
+  with --then, once the service is ready: the exit status of the --then command
+  --json reports a process ended by signal N as 128+N, as the shell does
+"""
+
+WAIT_EXIT_CODES = f"""\
+exit status:
+  {OK}      ready
+  {USAGE}      bad options
+  {NOT_READY}      not ready within --timeout
+  128+N  interrupted by signal N (130 for Ctrl-C)
+  with -- COMMAND, once ready: the exit status of COMMAND (128+N if signal N
+         ended it; {CANNOT_EXECUTE} if it cannot be executed, {NOT_FOUND} if it is not found)
+"""
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Prose is wrapped to the terminal; a text with line breaks (a table) is kept as laid out."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        text = f"{self.prog}: error: {message} (see {self.prog} --help)"
+        self.exit(USAGE, wrap(text, terminal_columns(sys.stderr)) + "\n")
 
 
 class _RunOnly(argparse.Action):
@@ -71,7 +111,7 @@ class _RunOnly(argparse.Action):
     ) -> None:
         parser.error(
             f"{option_string} works with 'mirakuru run' only: wait does not start the"
-            " service, so it cannot watch its output or its notifications"
+            " service, so it cannot watch its output or notifications"
         )
 
 
@@ -86,15 +126,16 @@ def _duration(text: str) -> float:
 
 
 def _add_readiness(parser: argparse.ArgumentParser, *, own_process: bool) -> None:
-    group = parser.add_argument_group(
-        "readiness (several options: all must hold; {port} is replaced by a free port)"
-    )
+    group = parser.add_argument_group("readiness (all given must hold; {port} becomes a free port)")
     group.add_argument(
         "--tcp",
         action="append",
         default=[],
         metavar="HOST:PORT",
-        help="ready once a TCP connection to HOST:PORT is accepted ([::1]:PORT for IPv6)",
+        help=(
+            "ready once a TCP connection to HOST:PORT is accepted ([::1]:PORT for IPv6;"
+            " a tcp:// prefix is allowed)"
+        ),
     )
     group.add_argument(
         "--http",
@@ -151,7 +192,7 @@ def _add_readiness(parser: argparse.ArgumentParser, *, own_process: bool) -> Non
     )
 
 
-def _add_reporting(parser: argparse.ArgumentParser) -> None:
+def _add_reporting(parser: argparse.ArgumentParser, then: str) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     group.add_argument(
@@ -159,7 +200,7 @@ def _add_reporting(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=(
             "print one JSON object with the result and its timings on stdout at the end;"
-            " stdout carries nothing else (the --then command's stdout goes to stderr)"
+            f" stdout carries nothing else ({then}'s stdout goes to stderr)"
         ),
     )
 
@@ -170,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mirakuru",
         description="Start a service, wait until it is ready, and stop its whole process tree.",
         epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"mirakuru {__version__}")
     commands = parser.add_subparsers(
@@ -184,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
             "SIGTERM, or run --then CMD; finally stop its whole process tree."
         ),
         usage="mirakuru run [options] -- COMMAND [ARG...]",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=RUN_EXIT_CODES,
+        formatter_class=_Formatter,
     )
     _add_readiness(run, own_process=True)
     run.add_argument(
@@ -205,19 +246,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not copy the service's output to stderr (its last lines still show on errors)",
     )
-    _add_reporting(run)
+    _add_reporting(run, "the --then command")
     run.set_defaults(subparser=run)
-    run.add_argument("command", nargs=argparse.REMAINDER, help="the service to start")
+    run.add_argument(
+        "command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the service to start"
+    )
     wait = commands.add_parser(
         "wait",
-        help="wait until a service started by something else is ready",
-        description="Wait until every readiness option holds; exit 0 when ready.",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="wait until a service started by something else is ready (then run COMMAND)",
+        description=(
+            "Wait until every readiness option holds. Without COMMAND, exit 0 when ready;"
+            " with -- COMMAND, run it once ready and exit with its status."
+        ),
+        usage="mirakuru wait [options] [-- COMMAND [ARG...]]",
+        epilog=WAIT_EXIT_CODES,
+        formatter_class=_Formatter,
     )
     _add_readiness(wait, own_process=False)
-    _add_reporting(wait)
+    _add_reporting(wait, "COMMAND")
     wait.set_defaults(subparser=wait)
+    wait.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND",
+        help="run once ready (no shell); its exit status is ours",
+    )
     add_stack_parsers(commands)
     return parser
 
@@ -230,11 +283,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown:
         # The sub-command's parser names itself ("mirakuru run: ..."), the top one would not.
         sub.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if args.action == "run":
-        if args.command[:1] == ["--"]:
-            args.command = args.command[1:]
-        if not args.command:
-            sub.error("run needs a COMMAND after --")
+    command = getattr(args, "command", None)  # the stack commands take none
+    if command is not None and command[:1] == ["--"]:
+        args.command = command[1:]
+    if args.action == "run" and not args.command:
+        sub.error("run needs a COMMAND after --")
     return args
 
 
@@ -253,10 +306,25 @@ def _build(parser: argparse.ArgumentParser, option: str, make: Callable[[], Prob
         _option_error(parser, option, error)
 
 
+_TCP_SCHEME = "tcp://"
+#: A host name or an IPv4 address; an IPv6 address (with an optional %zone) in brackets.
+_HOST = re.compile(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?\]")
+
+
 def _tcp(address: str) -> Probe:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"expects HOST:PORT, got {address!r}")
+    # dockerize spells it tcp://HOST:PORT: that scheme is understood, any other is a mistake
+    # (it would otherwise be taken for part of the host name and waited for in vain).
+    rest = address[len(_TCP_SCHEME) :] if address.lower().startswith(_TCP_SCHEME) else address
+    host, sep, port = rest.rpartition(":")
+    if "://" in rest or "/" in rest:
+        raise ValueError(f"expects HOST:PORT (optionally tcp://HOST:PORT), got {address!r}")
+    if not sep or not host or not port:
+        raise ValueError(f"expects HOST:PORT, got {address!r}: the port is missing")
+    if not _HOST.fullmatch(host):
+        bracket = " (write an IPv6 address in brackets: [::1]:PORT)" if ":" in host else ""
+        raise ValueError(f"expects HOST:PORT, got {address!r}: bad host {host!r}{bracket}")
+    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expects HOST:PORT, got {address!r}: the port must be 1 to 65535")
     return probes.tcp(host.removeprefix("[").removesuffix("]"), int(port))
 
 

@@ -5,19 +5,33 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING, Any, Self
+from collections.abc import Callable
+from typing import IO, Any, Self
 
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.teardown.remains import anything_left
 from mirakuru.base import ENV_UUID, Executor, SimpleExecutor
-from mirakuru.cli.args import DIED, NOT_READY, OK, SIGNALLED, START_FAILED, UNCLEAN_STOP
+from mirakuru.cli.args import (
+    CANNOT_EXECUTE,
+    DIED,
+    NOT_FOUND,
+    NOT_READY,
+    OK,
+    SIGNALLED,
+    START_FAILED,
+    UNCLEAN_STOP,
+)
+from mirakuru.cli.children import (
+    Interrupted,
+    SignalGuard,
+    exit_status,
+    how_it_ended,
+    run_then,
+    unrunnable,
+)
 from mirakuru.cli.console import Console, describe, live_status
 from mirakuru.core.probes import Probe
 from mirakuru.exceptions import (
@@ -32,71 +46,18 @@ from mirakuru.exceptions import (
 )
 from mirakuru.probes import wait_for_probe
 
-if TYPE_CHECKING:
-    from types import FrameType
-
 __all__ = ["Interrupted", "SignalGuard", "exit_status", "run", "wait"]
 
 Result = tuple[int, dict[str, Any]]
 #: How often ``run`` looks whether a daemonized service (its launcher exited 0) still runs.
 _REMAINS_EVERY = 0.25
+#: How long ``wait``'s COMMAND may take to end after we pass it SIGTERM on an interruption.
+WAIT_GRACE = 10.0
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; carries the signal number for the exit status."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-class SignalGuard:
-    """Turns the first SIGINT or SIGTERM into :class:`Interrupted`; later ones are only noted.
-
-    Once shielded (by the first signal, or before clean-up), signals no longer interrupt,
-    so stopping the process tree, which is bounded, always runs to the end.
-    """
-
-    def __init__(self) -> None:
-        self.shielded = False
-        self.received: list[int] = []
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received.append(signum)
-        if not self.shielded:
-            self.shielded = True
-            raise Interrupted(signum)
-
-    def shield(self) -> None:
-        """From now on, signals are noted but interrupt nothing."""
-        self.shielded = True
-
-    @contextmanager
-    def installed(self) -> Iterator[SignalGuard]:
-        """Handle SIGINT and SIGTERM this way for the duration of the block."""
-        sigs = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.signal(sig, self._handle) for sig in sigs}
-        try:
-            yield self
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-
-def exit_status(returncode: int) -> int:
-    """A child's return code as a shell reports it (128+N when ended by signal N)."""
-    return SIGNALLED - returncode if returncode < 0 else returncode
-
-
-def _how_it_ended(returncode: int) -> str:
-    """``status 1`` or ``signal SIGKILL (status 137)``, for messages."""
-    if returncode >= 0:
-        return f"status {returncode}"
-    try:
-        name = signal.Signals(-returncode).name
-    except ValueError:
-        name = f"signal {-returncode}"
-    return f"signal {name} (status {exit_status(returncode)})"
+def _attempts(count: int) -> str:
+    """``1 attempt``, ``49 attempts``."""
+    return f"{count} attempt" + ("" if count == 1 else "s")
 
 
 def _history(executor: SimpleExecutor, origin: float) -> list[dict[str, Any]]:
@@ -116,7 +77,10 @@ def _history(executor: SimpleExecutor, origin: float) -> list[dict[str, Any]]:
 
 
 def wait(args: argparse.Namespace, probe: Probe, console: Console) -> Result:
-    """``mirakuru wait``: poll ``probe`` until it holds or ``--timeout`` passes."""
+    """``mirakuru wait``: poll ``probe`` until it holds or ``--timeout`` passes.
+
+    With ``-- COMMAND``, run it once ready and exit with its status (wait-for-it's way).
+    """
     began = monotonic()
     attempts = 0
     what = describe(probe)
@@ -128,25 +92,58 @@ def wait(args: argparse.Namespace, probe: Probe, console: Console) -> Result:
     def render() -> str:
         return f"mirakuru: waiting {monotonic() - began:.1f} s, attempt {attempts}: {what}"
 
-    result: dict[str, Any] = {"probe": what, "attempts": 0}
+    result: dict[str, Any] = {"probe": what, "attempts": 0, "then": None}
+    cannot = unrunnable(args.command[0]) if args.command else None
+    if cannot is not None:
+        # Said before the wait, not after it: a typo should not cost the whole --timeout.
+        why = "not found" if cannot == NOT_FOUND else "not executable"
+        console.error(f"cannot run {args.command[0]}: {why}")
+        result.update(result="not-found", duration=0.0)
+        return cannot, result
+    with SignalGuard().installed():
+        try:
+            with live_status(console, render):
+                outcome = wait_for_probe(probe, args.timeout, on_attempt=count)
+            duration = monotonic() - began
+            result.update(attempts=attempts, duration=round(duration, 6))
+            if not outcome.ready:
+                console.error(f"not ready after {args.timeout:g} s ({_attempts(attempts)}): {what}")
+                result["result"] = "timeout"
+                return NOT_READY, result
+            console.info(f"ready after {duration:.3f} s ({_attempts(attempts)}): {what}")
+            result["result"] = "ready"
+            if not args.command:
+                return OK, result
+            result["result"] = "then"
+            status = _wait_then(args, result, console)
+            result["duration"] = round(monotonic() - began, 6)
+            return status, result
+        except Interrupted as interrupt:
+            ready = result.get("result") == "then"
+            console.error(
+                f"interrupted after {monotonic() - began:.3f} s"
+                + ("" if ready else f", not ready: {what}")
+            )
+            result.update(result="interrupted", duration=round(monotonic() - began, 6))
+            if not ready:
+                result["attempts"] = attempts
+            return SIGNALLED + interrupt.signum, result
+
+
+def _wait_then(args: argparse.Namespace, result: dict[str, Any], console: Console) -> int:
+    """Run ``wait``'s COMMAND (no shell, our stdin); its exit status, as a shell gives it."""
+    began = monotonic()
     try:
-        with SignalGuard().installed(), live_status(console, render):
-            outcome = wait_for_probe(probe, args.timeout, on_attempt=count)
-    except Interrupted as interrupt:
-        console.error(f"interrupted after {monotonic() - began:.3f} s, not ready: {what}")
-        result.update(
-            result="interrupted", attempts=attempts, duration=round(monotonic() - began, 6)
-        )
-        return SIGNALLED + interrupt.signum, result
-    duration = monotonic() - began
-    result.update(attempts=attempts, duration=round(duration, 6))
-    if outcome.ready:
-        console.info(f"ready after {duration:.3f} s ({attempts} attempts): {what}")
-        result["result"] = "ready"
-        return OK, result
-    console.error(f"not ready after {args.timeout:g} s ({attempts} attempts): {what}")
-    result["result"] = "timeout"
-    return NOT_READY, result
+        status = run_then(args.command, WAIT_GRACE, stdout_to_stderr=args.json)
+    except OSError as error:
+        status = NOT_FOUND if isinstance(error, FileNotFoundError) else CANNOT_EXECUTE
+        console.error(f"cannot run {args.command[0]}: {error.strerror or error}")
+    result["then"] = {
+        "command": shlex.join(args.command),
+        "exit_code": status,
+        "duration": round(monotonic() - began, 6),
+    }
+    return status
 
 
 # -- run ------------------------------------------------------------------------------------------
@@ -167,23 +164,6 @@ def _copy_output(stream: IO[str] | None, console: Console) -> threading.Thread |
     thread = threading.Thread(target=pump, name="mirakuru-echo", daemon=True)
     thread.start()
     return thread
-
-
-def _run_then(command: str, grace: float, *, stdout_to_stderr: bool) -> int:
-    """Run ``command`` with the shell in our process group; on interruption, end it too."""
-    stdout = sys.stderr.fileno() if stdout_to_stderr else None
-    child = subprocess.Popen(command, shell=True, stdout=stdout)  # noqa: S602 - a shell command
-    try:
-        return exit_status(child.wait())
-    except Interrupted:
-        # The guard is shielded now: this clean-up cannot be interrupted in turn.
-        child.terminate()
-        try:
-            child.wait(grace)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        raise
 
 
 class _Service(Executor):
@@ -257,9 +237,12 @@ class _Run:
         attempts = getattr(self.executor, "attempts", 0)
         return f"mirakuru: starting {elapsed:.1f} s, attempt {attempts}: {self.what}"
 
-    def _finish(self, code: int, outcome: str) -> Result:
+    def _join_echoes(self) -> None:
         for thread in self.echoes:
             thread.join(1.0)
+
+    def _finish(self, code: int, outcome: str) -> Result:
+        self._join_echoes()
         executor = self.executor
         self.result.update(
             result=outcome,
@@ -302,7 +285,7 @@ class _Run:
         if isinstance(error, OutputEnded):
             if error.exit_code is None:
                 return START_FAILED, "exited", f"{program} closed its output before it was ready"
-            how = _how_it_ended(error.exit_code)
+            how = how_it_ended(error.exit_code)
             return (
                 START_FAILED,
                 "exited",
@@ -316,7 +299,7 @@ class _Run:
             unmet = error.unmet or self.what
             return NOT_READY, "timeout", f"not ready after {self.args.timeout:g} s: {unmet}"
         if isinstance(error, ProcessExitedWithError):
-            how = _how_it_ended(error.exit_code)
+            how = how_it_ended(error.exit_code)
             return START_FAILED, "exited", f"{program} exited with {how} before it was ready"
         if isinstance(error, ExecutableNotFound):
             reason = error.strerror or "cannot be run"
@@ -343,8 +326,14 @@ class _Run:
             code, outcome, message = self._start_error(error)
             if isinstance(error, TimeoutExpired):
                 self.result["not_ready"] = error.unmet
-            tail = list(error.output_tail)
-            console.error(message + ("; last output:" if tail else ""), tail)
+            if self.echoes:
+                # Its output was copied to stderr as it came: let the copy finish (bounded)
+                # so the message comes last, and do not print the same lines again.
+                self._join_echoes()
+                console.error(message)
+            else:
+                tail = list(error.output_tail)
+                console.error(message + ("; last output:" if tail else ""), tail)
             return self._finish(code, outcome)
         self._follow_output()
         self.started = True
@@ -364,7 +353,7 @@ class _Run:
         args = self.args
         if args.then:
             then_began = monotonic()
-            status = _run_then(args.then, args.stop_timeout, stdout_to_stderr=args.json)
+            status = run_then(args.then, args.stop_timeout, stdout_to_stderr=args.json)
             self.result["then"] = {
                 "command": args.then,
                 "exit_code": status,
@@ -379,7 +368,7 @@ class _Run:
                 time.sleep(_REMAINS_EVERY)
         tail = list(self.executor.output_tail())
         self.console.error(
-            f"{self.program} exited on its own with {_how_it_ended(returncode)}"
+            f"{self.program} exited on its own with {how_it_ended(returncode)}"
             + ("; last output:" if tail else ""),
             tail,
         )
@@ -391,8 +380,7 @@ class _Run:
         self.result["service_exit_status"] = None
         if outcome == "then" and process is not None and process.poll() is not None:
             self.console.error(
-                f"warning: {self.program} exited during --then"
-                f" ({_how_it_ended(process.returncode)})"
+                f"warning: {self.program} exited during --then ({how_it_ended(process.returncode)})"
             )
         stop_began = monotonic()
         try:
@@ -402,7 +390,7 @@ class _Run:
             if outcome == "stopped":
                 code, outcome = UNCLEAN_STOP, "unclean-stop"
                 self.console.error(
-                    f"{self.program} ended with {_how_it_ended(error.exit_code)} when stopped",
+                    f"{self.program} ended with {how_it_ended(error.exit_code)} when stopped",
                     list(executor.output_tail()),
                 )
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import textwrap
 import threading
 import unicodedata
 import urllib.parse
@@ -17,7 +18,7 @@ from mirakuru.core.probes import Probe
 if TYPE_CHECKING:
     from types import FrameType
 
-__all__ = ["Console", "describe", "fit", "live_status"]
+__all__ = ["Console", "describe", "fit", "live_status", "terminal_columns", "wrap"]
 
 #: Columns assumed when the terminal cannot tell its width.
 FALLBACK_COLUMNS = 80
@@ -75,6 +76,40 @@ def fit(text: str, columns: int) -> str:
     return "".join(kept) + "..."[: max(room - used, 0)]
 
 
+def terminal_columns(stream: IO[str]) -> int | None:
+    """The width to wrap messages to: $COLUMNS, else ``stream``'s terminal; None if neither.
+
+    Not a terminal and no $COLUMNS (a log file, CI): messages stay one line each.
+    """
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            return None
+    return columns if columns > 0 else None
+
+
+def wrap(text: str, columns: int | None, indent: str = "  ") -> str:
+    """``text`` on lines that fit ``columns`` cells (later lines indented); as is if None.
+
+    Words are never broken, so a path or URL stays whole (and searchable) on its line.
+    """
+    if columns is None:
+        return text
+    lines = textwrap.wrap(
+        text,
+        max(columns - 1, 20),
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return "\n".join(lines)
+
+
 class Console:
     """Our messages on stderr: plain lines, or a live status line on a terminal."""
 
@@ -93,9 +128,10 @@ class Console:
             self._write(f"mirakuru: {message}\n")
 
     def error(self, message: str, details: list[str] | tuple[str, ...] = ()) -> None:
-        """An error with optional indented details; shown even when quiet."""
+        """An error with optional indented details (the service's lines, kept as they are);
+        shown even when quiet, and wrapped to the terminal's width."""
         text = "".join(f"    {line}\n" for line in details)
-        self._write(f"mirakuru: {message}\n{text}")
+        self._write(wrap(f"mirakuru: {message}", terminal_columns(self._stream)) + f"\n{text}")
 
     def passthrough(self, text: str) -> None:
         """A line of the service's own output."""

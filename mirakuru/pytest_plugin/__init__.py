@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mirakuru.pytest_plugin.declaration import ReadySpec as ReadySpec
 from mirakuru.pytest_plugin.declaration import Scope as Scope
-from mirakuru.pytest_plugin.declaration import Service, service_fixture
+from mirakuru.pytest_plugin.declaration import Service, ServiceFixture, service_fixture
 from mirakuru.pytest_plugin.registry import Services
 
 # pytest finds a plugin's hooks and fixtures among the module's attributes: these names must
@@ -25,4 +25,11 @@ from mirakuru.pytest_plugin.reports import pytest_runtest_makereport as pytest_r
 from mirakuru.pytest_plugin.reports import pytest_runtest_setup as pytest_runtest_setup
 from mirakuru.pytest_plugin.stacks import stack_fixture
 
-__all__ = ["Service", "Services", "describe_service", "service_fixture", "stack_fixture"]
+__all__ = [
+    "Service",
+    "ServiceFixture",
+    "Services",
+    "describe_service",
+    "service_fixture",
+    "stack_fixture",
+]

@@ -10,8 +10,21 @@ import inspect
 import subprocess
 import sys
 from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    Protocol,
+    Self,
+    TextIO,
+    TypeAlias,
+    TypeVar,
+    cast,
+    overload,
+    runtime_checkable,
+)
 
 import pytest
 
@@ -32,7 +45,7 @@ if TYPE_CHECKING:
     from mirakuru.core.lifecycle import State, StateChange
     from mirakuru.core.probes import Probe
 
-__all__ = ["ReadySpec", "Scope", "Service", "service_fixture"]
+__all__ = ["ReadySpec", "Scope", "Service", "ServiceFixture", "service_fixture"]
 
 Scope: TypeAlias = Literal["session", "package", "module", "class", "function"]
 #: A probe, or a function building one from the chosen port.
@@ -41,12 +54,18 @@ ReadySpec: TypeAlias = "Probe | Callable[[int], Probe] | None"
 PORT_PLACEHOLDER = "{port}"
 #: A factory parameter of this name receives the free port instead of a fixture.
 PORT_PARAMETER = "port"
-#: The fixtures every service fixture asks for, ahead of its factory's own.
-_OWN_FIXTURES = ("mirakuru_services", "request", "tmp_path_factory")
+#: The fixtures every service fixture asks for, ahead of its factory's own. The plugin's
+#: ``mirakuru_services`` is asked for only once the plugin is known to be loaded: with the
+#: plugin disabled, pytest would otherwise say only that this fixture does not exist.
+_OWN_FIXTURES = ("request", "tmp_path_factory")
 
 
+@runtime_checkable
 class Service(Protocol):
-    """What a service fixture gives a test: an executor, or a view of a shared one."""
+    """What a service fixture gives a test: an executor, or a view of a shared one.
+
+    ``isinstance(value, Service)`` checks that every member below is there.
+    """
 
     command: str
     port: int | None
@@ -61,12 +80,45 @@ class Service(Protocol):
         """The recorded state changes."""
         ...
 
+    @property
+    def pid(self) -> int | None:
+        """The PID of the service's process; None when it does not run."""
+        ...
+
     def running(self) -> bool:
         """Whether the service's process is alive."""
         ...
 
     def output_tail(self) -> list[str]:
         """The last lines of output, each marked with its stream."""
+        ...
+
+    def output(self) -> TextIO | None:
+        """The service's stdout from its start, as a stream (None when not captured here)."""
+        ...
+
+    def err_output(self) -> TextIO | None:
+        """The service's stderr from its start, as a stream (None when not captured here)."""
+        ...
+
+    def stopped(self) -> AbstractContextManager[Self]:
+        """Stop the service for the body of a ``with`` block, then start it again."""
+        ...
+
+
+_S_co = TypeVar("_S_co", covariant=True)
+
+
+class ServiceFixture(Protocol[_S_co]):
+    """What :func:`service_fixture` returns: a pytest fixture whose value is a ``_S_co``.
+
+    As with any pytest fixture, tests get the value by naming the fixture, never by calling
+    it; the call signature only tells type checkers what the value is (as
+    ``@pytest.fixture`` does for the function it decorates).
+    """
+
+    def __call__(self, **fixtures: Any) -> Generator[_S_co]:
+        """Not to be called: pytest runs the fixture and passes its value to tests."""
         ...
 
 
@@ -155,6 +207,19 @@ class _Spec:
         return _executor(command, ready, options, reservations, port)
 
 
+def _require_plugin(config: pytest.Config, fixture: str) -> None:
+    """Fail the set-up with a plain reason when the plugin is not loaded in this run."""
+    __tracebackhide__ = True
+    plugin = sys.modules.get(__package__ or "mirakuru.pytest_plugin")
+    if plugin is None or not config.pluginmanager.is_registered(plugin):
+        pytest.fail(
+            f"service fixture {fixture!r} needs the mirakuru pytest plugin, which is disabled"
+            " in this run (by -p no:mirakuru, or by PYTEST_DISABLE_PLUGIN_AUTOLOAD without"
+            " -p mirakuru)",
+            pytrace=False,
+        )
+
+
 def _needs_port(command: str | Sequence[str], ready: object, envvars: Mapping[str, str]) -> bool:
     parts = [command] if isinstance(command, str) else list(command)
     texts = [*parts, *envvars.values()]
@@ -198,6 +263,41 @@ def _executor(
     return executor
 
 
+_E = TypeVar("_E", bound="SimpleExecutor")
+#: What a service factory may return instead of an executor.
+_Made: TypeAlias = "str | Sequence[str] | Mapping[str, Any]"
+
+
+@overload
+def service_fixture(
+    command: Callable[..., _E],
+    ready: ReadySpec = None,
+    *,
+    scope: Scope = "session",
+    name: str | None = None,
+    shared: Literal[False] = False,
+    timeout: float | None = 60,
+    stop_timeout: float | None = None,
+    envvars: Mapping[str, str] | None = None,
+    **executor_kwargs: Any,
+) -> ServiceFixture[_E]: ...
+
+
+@overload
+def service_fixture(
+    command: str | Sequence[str] | Callable[..., _Made | SimpleExecutor],
+    ready: ReadySpec = None,
+    *,
+    scope: Scope = "session",
+    name: str | None = None,
+    shared: bool = False,
+    timeout: float | None = 60,
+    stop_timeout: float | None = None,
+    envvars: Mapping[str, str] | None = None,
+    **executor_kwargs: Any,
+) -> ServiceFixture[Service]: ...
+
+
 def service_fixture(
     command: str | Sequence[str] | Callable[..., Any],
     ready: ReadySpec = None,
@@ -209,7 +309,7 @@ def service_fixture(
     stop_timeout: float | None = None,
     envvars: Mapping[str, str] | None = None,
     **executor_kwargs: Any,
-) -> Any:
+) -> ServiceFixture[Any]:
     """A fixture that starts ``command``, waits for ``ready`` and yields the executor.
 
     Write ``{port}`` in the command (and in ``envvars`` values) to get a free port, chosen
@@ -221,6 +321,9 @@ def service_fixture(
     ``port``, for a free port); it returns the executor, a command, or a dict of executor
     arguments including ``command``. With ``shared=True`` every pytest-xdist worker of a
     run uses one instance: the first starts it, the last to finish stops it.
+
+    For type checkers, the fixture's value is the executor a factory returns, else a
+    :class:`Service` (the other workers sharing a service get a read-only view of it).
     """
     if shared:
         _SHARED_DECLARED.append(True)
@@ -239,11 +342,12 @@ def service_fixture(
 
     def service(**fixtures: Any) -> Generator[Any]:
         __tracebackhide__ = True
-        services: Services = fixtures["mirakuru_services"]
         request: pytest.FixtureRequest = fixtures["request"]
         tmp_path_factory: pytest.TempPathFactory = fixtures["tmp_path_factory"]
         dependencies = {name: fixtures[name] for name in spec.dependencies}
         fixture = request.fixturename or "service"
+        _require_plugin(request.config, fixture)
+        services: Services = request.getfixturevalue("mirakuru_services")
         known = _services(request.config)
         provided: Any = services._claim(spec)
         share = None
@@ -292,4 +396,5 @@ def service_fixture(
         [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in names]
     )
     service._mirakuru_spec = spec  # type: ignore[attr-defined]
-    return pytest.fixture(scope=scope, name=name)(service)
+    # pytest's own type for a fixture differs between its versions; ours says what it yields.
+    return cast("ServiceFixture[Any]", pytest.fixture(scope=scope, name=name)(service))

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self, TextIO
 
 from mirakuru.adapter.paths import private_directory
 
@@ -109,6 +109,21 @@ class SharedService:
     def output_tail(self) -> list[str]:
         """The owner's output tail as it was when the service became ready."""
         return list(self._data.get("tail", ()))
+
+    def output(self) -> TextIO | None:
+        """None: the service's output is captured in the owner worker only."""
+        return None
+
+    def err_output(self) -> TextIO | None:
+        """None: the service's output is captured in the owner worker only."""
+        return None
+
+    def stopped(self) -> contextlib.AbstractContextManager[Self]:
+        """Refused: other workers use this service, and only its owner may signal it."""
+        raise RuntimeError(
+            f"shared service {self.name!r} cannot be stopped from a test: other workers use"
+            " it (declare it without shared=True to stop it in a test)"
+        )
 
     def __repr__(self) -> str:
         return (

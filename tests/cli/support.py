@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -30,20 +31,29 @@ class Finished:
     stderr: str
 
 
-def start_cli(*args: str) -> subprocess.Popen[str]:
-    """Start ``mirakuru`` with ``args`` (stdout and stderr captured, no terminal)."""
+_UNSIZED = {name: value for name, value in os.environ.items() if name not in ("COLUMNS", "LINES")}
+
+
+def start_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``mirakuru`` with ``args`` (stdout and stderr captured, no terminal).
+
+    ``env`` adds to this process's environment, less COLUMNS and LINES: GNU readline, once
+    imported (pytest's debugger does), exports them to child processes (xdist's workers
+    included), and COLUMNS decides how messages are wrapped. A test that wants a width says so.
+    """
     return subprocess.Popen(
         mirakuru(*args),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**_UNSIZED, **(env or {})},
     )
 
 
-def run_cli(*args: str) -> Finished:
+def run_cli(*args: str, env: Mapping[str, str] | None = None) -> Finished:
     """Run ``mirakuru`` with ``args`` to completion (bounded) and check it left nothing."""
-    process = start_cli(*args)
+    process = start_cli(*args, env=env)
     try:
         stdout, stderr = process.communicate(timeout=CLI_LIMIT)
     finally:

@@ -33,18 +33,39 @@ class TestCommonFailures:
         assert "<mirakuru" not in finished.stderr
 
     def test_exit_before_ready(self) -> None:
-        """A service that exits at once: its name, its status and its last output, once."""
+        """A service that exits at once: its name and status; its output, copied live, once."""
         script = "import sys; print('bad directive', file=sys.stderr); sys.exit(1)"
         finished = run_cli("run", "--output", "READY", "--", PYTHON, "-c", script)
         assert finished.returncode == 4
-        errors = [line for line in lines(finished.stderr) if line.startswith("mirakuru: ")][1:]
-        assert errors == [
-            f"mirakuru: {Path(PYTHON).name} exited with status 1 before it was ready; last output:"
+        assert lines(finished.stderr)[1:] == [
+            "bad directive",
+            f"mirakuru: {Path(PYTHON).name} exited with status 1 before it was ready",
         ]
-        assert len(errors) == 1, finished.stderr
-        assert "[stderr] bad directive" in finished.stderr
         assert "output ended" not in finished.stderr
         assert "executor" not in finished.stderr
+
+    def test_exit_before_ready_hidden_output(self) -> None:
+        """With --hide-output, the last output is shown once, under the error."""
+        script = "import sys; print('bad directive', file=sys.stderr); sys.exit(1)"
+        finished = run_cli("run", "--hide-output", "--output", "READY", "--", PYTHON, "-c", script)
+        assert finished.returncode == 4
+        assert lines(finished.stderr)[1:] == [
+            f"mirakuru: {Path(PYTHON).name} exited with status 1 before it was ready; last output:",
+            "    [stderr] bad directive",
+        ]
+
+    def test_timeout_shows_output_once(self) -> None:
+        """A service that never gets ready: what it printed appears once, before the error."""
+        script = (
+            "import sys, time; print('still', 'booting', file=sys.stderr, flush=True);"
+            " time.sleep(60)"
+        )
+        finished = run_cli(
+            "run", "--timeout", "0.5", "--output", "READY", "--", PYTHON, "-c", script
+        )
+        assert finished.returncode == 3
+        assert finished.stderr.count("still booting") == 1, finished.stderr
+        assert lines(finished.stderr)[-1].startswith("mirakuru: not ready after 0.5 s")
 
     def test_timeout(self) -> None:
         """Not ready in time: how long, and what was waited for."""

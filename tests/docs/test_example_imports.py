@@ -26,6 +26,9 @@ def _warnings(tmp_path: Path, page: str) -> str:
         timeout=120,
         check=False,
     )
+    # A build that could not run (no Sphinx, a broken extension) must fail here, not pass
+    # every "no complaint" case for want of output.
+    assert build.returncode == 0, build.stderr
     return build.stderr
 
 

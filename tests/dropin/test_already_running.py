@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import socket
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -46,3 +48,15 @@ def test_nobody_visible_is_unknown() -> None:
         probe.bind(("127.0.0.1", 0))
         free: int = probe.getsockname()[1]
     assert describe_listener(free) == UNKNOWN
+
+
+def test_naming_the_holder_closes_what_it_opens(occupied: int) -> None:
+    """AlreadyRunning under warnings-as-errors: looking up the holder leaks no directory handle."""
+    executor = TCPExecutor(python_command("pass"), host="127.0.0.1", port=occupied, timeout=5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(AlreadyRunning):
+            executor.start()
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == []

@@ -122,6 +122,8 @@ def _check_bystander(process: subprocess.Popen[bytes], record: str) -> bool:
     hit = process.poll() is not None or os.path.exists(record)
     process.kill()
     process.wait(BOUND)
+    if process.stdout is not None:
+        process.stdout.close()
     if os.path.exists(record):
         os.unlink(record)
     return hit

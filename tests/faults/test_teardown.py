@@ -47,6 +47,15 @@ def run_driver(body: str, mark: str, **env: str) -> subprocess.Popen[str]:
     )
 
 
+def reap(owner: subprocess.Popen[str]) -> None:
+    """Kill a driver and close its pipes (left open, they would warn when collected)."""
+    owner.kill()
+    owner.wait(BOUND)
+    for pipe in (owner.stdout, owner.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 SERVICES = """
 import os, time
 from mirakuru import SimpleExecutor
@@ -239,8 +248,7 @@ except KeyboardInterrupt:
             owner.send_signal(signal.SIGINT)
             out, err = owner.communicate(timeout=BOUND)
         finally:
-            owner.kill()
-            owner.wait(BOUND)
+            reap(owner)
         assert out == "interrupted failed\n", err
         assert alive_with(mark) == []
 
@@ -259,8 +267,7 @@ class TestOwnerDeath:
             owner.wait(BOUND)
             assert gone(mark, 2.0)
         finally:
-            owner.kill()
-            owner.wait(BOUND)
+            reap(owner)
 
     def test_forked_child_does_not_keep_them_alive(
         self, mark: str, gone: Callable[[str, float], bool]
@@ -286,8 +293,7 @@ class TestOwnerDeath:
             assert gone(mark, 2.0)
             assert child.is_running()
         finally:
-            owner.kill()
-            owner.wait(BOUND)
+            reap(owner)
             if child is not None:
                 child.kill()
                 psutil.wait_procs([child], timeout=BOUND)
@@ -305,8 +311,7 @@ class TestOwnerDeath:
             orphans = alive_with(mark)
             assert len(orphans) == 2
         finally:
-            owner.kill()
-            owner.wait(BOUND)
+            reap(owner)
         for orphan in orphans:
             orphan.kill()
         psutil.wait_procs(orphans, timeout=BOUND)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import os
 import textwrap
 
 import pytest
 
+from mirakuru.pytest_plugin import Service
+from mirakuru.pytest_plugin.shared import SharedService
 from tests.helpers import processes_with_token_prefix, wait_until
 
 #: A service that greets on stdout, then listens on the port given as its argument.
@@ -139,6 +142,43 @@ class TestServiceFixture:
         first, second = _records(pytester)
         assert first[2] != second[2]
         _assert_all_gone(pytester)
+
+
+class TestServiceMembers:
+    """What the Service type promises, a service fixture's value has."""
+
+    def test_executor_value(self, project: pytest.Pytester) -> None:
+        """pid, output(), err_output() and stopped() work on the fixture's executor."""
+        project.makepyfile(
+            """
+            from conftest import record
+            from mirakuru.pytest_plugin import Service
+
+            def test_members(svc):
+                record(svc)
+                assert isinstance(svc, Service)
+                assert svc.pid == svc.process.pid
+                assert svc.output().readline() == "hello from the service\\n"
+                assert svc.err_output() is not None
+                with svc.stopped() as paused:
+                    assert paused is svc
+                    assert not svc.running() and svc.pid is None
+                assert svc.running() and svc.pid == svc.process.pid
+            """
+        )
+        project.runpytest_subprocess().assert_outcomes(passed=1)
+        _assert_all_gone(project)
+
+    def test_shared_view(self) -> None:
+        """Another worker's view of a shared service: no streams, and no stopping it."""
+        view = SharedService(
+            "db",
+            {"command": "db", "port": 1, "pid": os.getpid(), "owner_pid": 1, "pid_started": 0},
+        )
+        assert isinstance(view, Service)
+        assert (view.pid, view.output(), view.err_output()) == (os.getpid(), None, None)
+        with pytest.raises(RuntimeError, match="shared service 'db' cannot be stopped"):
+            view.stopped()
 
 
 class TestFailureReport:
@@ -276,6 +316,15 @@ class TestInert:
             """
         )
         pytester.runpytest_subprocess("-p", "no:mirakuru").assert_outcomes(passed=1)
+
+    def test_disabled_with_a_service_says_so(self, project: pytest.Pytester) -> None:
+        """A service fixture under ``-p no:mirakuru`` names the plugin, not a missing fixture."""
+        project.makepyfile("def test_uses(svc):\n    pass\n")
+        result = project.runpytest_subprocess("-p", "no:mirakuru")
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(["*'svc' needs the mirakuru pytest plugin*disabled*"])
+        result.stdout.no_fnmatch_line("*fixture 'mirakuru_services' not found*")
+        _assert_all_gone(project)
 
 
 def test_conftest_example_reads_like_the_readme() -> None:

@@ -156,3 +156,5 @@ def _at_exit(cleanup: Callable[[], None]) -> None:
     _exiting = True
     with contextlib.suppress(Exception):
         cleanup()
+    with contextlib.suppress(Exception):
+        watchdog.release_at_exit()

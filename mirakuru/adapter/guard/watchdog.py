@@ -127,6 +127,23 @@ def unregister(token: str) -> None:
             _deliver(f"- {token}".encode(), None)
 
 
+def release_at_exit() -> None:
+    """At interpreter exit, once the services are stopped: close our end of the link.
+
+    The watchdog then sees its socket end, as it would a moment later when this process is
+    gone, and exits; closing it here keeps the socket from being reported as leaked.
+    """
+    global _link
+    if not _lock.acquire(timeout=1.0):
+        return  # a thread stuck mid-send holds it: the kernel closes the socket at exit
+    try:
+        link, _link = _link, None
+    finally:
+        _lock.release()
+    if link is not None and link.owner == os.getpid():
+        _close(link, wait=0.0)
+
+
 def watchdog_pid() -> int | None:
     """The PID of this process's watchdog, if one runs."""
     link = _link

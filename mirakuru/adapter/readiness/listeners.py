@@ -39,17 +39,22 @@ def _pids_from_proc(port: int) -> list[int]:
     if not wanted:
         return []
     found: list[int] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        # Other users' descriptors are unreadable: those listeners stay unknown.
-        with contextlib.suppress(OSError):
-            for fd in os.scandir(f"/proc/{entry.name}/fd"):
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd.path) in wanted:
-                        found.append(int(entry.name))
-                        break
+    with os.scandir("/proc") as processes:
+        for entry in processes:
+            if entry.name.isdigit() and _holds(entry.name, wanted):
+                found.append(int(entry.name))
     return sorted(found)
+
+
+def _holds(pid: str, wanted: set[str]) -> bool:
+    # Other users' descriptors are unreadable: those listeners stay unknown. The iterator
+    # is closed on the early return too, or it would leak a directory handle.
+    with contextlib.suppress(OSError), os.scandir(f"/proc/{pid}/fd") as descriptors:
+        for fd in descriptors:
+            with contextlib.suppress(OSError):
+                if os.readlink(fd.path) in wanted:
+                    return True
+    return False
 
 
 def _pids_from_psutil(port: int) -> list[int]:
