@@ -141,6 +141,8 @@ def forge_while_starting(
                 assert forger.stdin is not None
                 forger.stdin.close()
                 forger.wait(BOUND)
+                assert forger.stdout is not None
+                forger.stdout.close()
         finally:
             seen["ready_before_go"] = executor.state is State.RUNNING
             with open(go, "w"):
@@ -320,6 +322,9 @@ class TestCopiedToken:
             if driver.poll() is None:
                 driver.kill()
                 driver.wait(BOUND)
+            for pipe in (driver.stdin, driver.stdout):
+                if pipe is not None:
+                    pipe.close()
             if thief:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(thief, signal.SIGKILL)
