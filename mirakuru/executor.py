@@ -20,20 +20,17 @@ from mirakuru._executor import (
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.posix import SIGKILL
 from mirakuru.adapter.readiness.evaluate import attempt, refusal, within
-from mirakuru.adapter.readiness.inotify import DirectoryWatch
 from mirakuru.adapter.readiness.wiring import (
     Readiness,
     check_watched_streams,
-    directory_hints,
     exit_code_within,
-    only_event_driven,
 )
 from mirakuru.base import OUTPUT_END_GRACE, SimpleExecutor
 from mirakuru.core.budget import Budget
 from mirakuru.core.command import CommandLike
 from mirakuru.core.lifecycle import Trigger
+from mirakuru.core.outcome import exited_note, output_ended_note
 from mirakuru.core.probes import PROBE_TYPES, Probe
-from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule, event_schedule
 from mirakuru.exceptions import (
     AlreadyRunning,
     ExecutorError,
@@ -44,9 +41,6 @@ from mirakuru.exceptions import (
 __all__ = ["Executor"]
 
 LOG = logging.getLogger(__name__)
-
-#: The timed checks of event-driven readiness where exits are not events.
-_FAST = PollSchedule(cap=MAX_AUTO_CAP)
 
 
 class Executor(SimpleExecutor):
@@ -181,7 +175,7 @@ class Executor(SimpleExecutor):
     def _fail_output_ended(self) -> None:
         exit_code = exit_code_within(self.process, OUTPUT_END_GRACE)
         tail = self.output_tail()
-        self._failure = f"output ended without the banner (exit code {exit_code})"
+        self._failure = output_ended_note(exit_code)
         self.kill()
         error = OutputEnded(self, self._timeout, exit_code)
         error.output_tail = tail
@@ -207,27 +201,8 @@ class Executor(SimpleExecutor):
         except Exception:
             LOG.exception("a state listener of %s failed", self)
 
-    def _poll_schedule(self) -> tuple[PollSchedule, bool]:
-        # Output and sd_notify readiness can only change when the child writes or exits,
-        # and both wake the waiter at once: timed checks are a mere safety net then.
-        probe = self._readiness_probe()
-        event_driven = (
-            probe is not None
-            and type(self).after_start_check is Executor.after_start_check
-            and only_event_driven(probe)
-        )
-        if event_driven and self._pidfd is not None:
-            # An explicit sleep stays the longest gap, but there is nothing to poll faster for.
-            explicit = PollSchedule(cap=self._sleep, first=self._sleep)
-            return (event_schedule() if self._adaptive else explicit), False
-        if event_driven and self._adaptive:
-            # Without a pidfd an exit wakes nobody (unless the output ends): keep polling fast.
-            return _FAST, False
-        return super()._poll_schedule()
-
-    def _wait_hints(self) -> list[DirectoryWatch]:
-        # Pid files and unix sockets appear in a directory: watch it rather than poll fast.
-        return directory_hints(self._readiness_probe())
+    def _stock_readiness(self) -> bool:
+        return type(self).after_start_check is Executor.after_start_check
 
     def _became_ready(self) -> None:
         if self._run is not None:
@@ -338,7 +313,7 @@ class Executor(SimpleExecutor):
         exit_code = process.poll()
         if exit_code is not None and exit_code != 0:
             tail = self._drain_tail()
-            self._failure = f"exited with code {exit_code}"
+            self._failure = exited_note(exit_code)
             self.kill()
             error = ProcessExitedWithError(self, exit_code)
             error.output_tail = tail

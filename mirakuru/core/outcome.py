@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["Outcome", "Ready", "TimedOut"]
+__all__ = ["Outcome", "Ready", "TimedOut", "exited_note", "output_ended_note", "timed_out_note"]
 
 
 @attrs.frozen(slots=True)
@@ -26,3 +26,22 @@ class TimedOut:
 
 
 Outcome = Ready | TimedOut
+
+
+# The notes a failed start leaves in the state history, worded once for the executors and
+# for the simulation that predicts their history.
+
+
+def timed_out_note(timeout: float | None) -> str:
+    """The history note of a start that ran out of its ``timeout``."""
+    return f"timed out after {timeout} s"
+
+
+def exited_note(exit_code: int) -> str:
+    """The history note of a start cut short by the process exiting with ``exit_code``."""
+    return f"exited with code {exit_code}"
+
+
+def output_ended_note(exit_code: int | None) -> str:
+    """The history note of a start whose output ended before its banner appeared."""
+    return f"output ended without the banner (exit code {exit_code})"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import ctypes
 
-__all__ = ["DirectoryWatch", "watch_directory"]
+__all__ = ["DirectoryWatch", "watch_directory", "watches_available"]
 
 # getattr: these flags are POSIX-only, and importing must not fail elsewhere.
 _IN_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -90,6 +90,11 @@ def _closer(fds: queue.SimpleQueue[int]) -> None:
         fd = fds.get()
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def watches_available() -> bool:
+    """Whether :func:`watch_directory` can make watches in this process (Linux inotify)."""
+    return _load_libc() is not None
 
 
 def watch_directory(path: str) -> DirectoryWatch | None:
