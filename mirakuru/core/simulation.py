@@ -242,7 +242,7 @@ def simulate(
                 "start() would never return: the executor has no timeout, and the script "
                 "neither makes the process ready nor fails it"
             )
-        decision, skipped = engine.coast(decision, horizon, cost)
+        decision, skipped = engine.coast(decision, horizon, cost=cost, duration=cost)
         cpu += skipped * cost
         now, hinted = process.wake(now, decision.until)
         decision = engine.woke(now, hinted=hinted)
