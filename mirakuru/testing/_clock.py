@@ -31,6 +31,7 @@ class FakeClock:
         self._now = float(start)
 
     def __call__(self) -> float:
+        """The current reading, as ``time.monotonic()`` would give it."""
         return self._now
 
     @property
