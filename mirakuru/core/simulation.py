@@ -19,8 +19,9 @@ What a real start's checks see is modelled this way:
 - an exit with a non-zero code fails the first check after it (``check_subprocess()``);
   an exit with code 0 ends the output, which fails a start waiting for a banner it never
   printed (a launcher that daemonizes exits 0, so other probes go on waiting);
-- checks take ``cost`` seconds, of time and of the waiting thread's CPU (the adaptive
-  schedule spaces cheap checks more closely than dear ones); timed waits end on time.
+- each check takes ``duration`` seconds and ``cost`` seconds of the waiting thread's CPU
+  (the adaptive schedule spaces cheap checks more closely than dear ones); timed waits
+  end exactly on time.
 """
 
 from __future__ import annotations
@@ -202,17 +203,20 @@ def simulate(
     *,
     wakes: Wakes | None = None,
     cost: float = 0.0,
+    duration: float = 0.0,
     waits: bool = True,
     start: float = 0.0,
     initial: State = State.IDLE,
 ) -> SimulatedStart:
-    """Play out a start that follows ``plan`` against ``script``.
+    """Play out a start that follows ``plan`` against ``script``, each check taking
+    ``duration`` seconds and ``cost`` CPU seconds.
 
     ``waits`` False is a start that returns once spawned (a ``SimpleExecutor``); ``start``
     is the virtual clock's reading when ``start()`` is called (the history's timestamps
     are on that clock), and ``initial`` the executor's state then.
     """
-    check_duration("cost", cost, allow_none=False)
+    check_duration("check_duration", duration, allow_none=False)
+    check_duration("check_cpu", cost, allow_none=False)
     lifecycle = Lifecycle(initial)
     lifecycle.fire(Trigger.START, start)
     if not waits:
@@ -220,12 +224,13 @@ def simulate(
         return SimulatedStart("ready", 0.0, 0, lifecycle.history)
     process = _Scripted(plan, script, wakes or Wakes())
     engine = WaitEngine(plan.budget(0.0), plan.schedule, adaptive=plan.adaptive)
-    now = cpu = 0.0
+    now = cpu = read = 0.0  # read: when the last check looked at the process
     decision: Decision = engine.begin()
     while not isinstance(decision, Finish):
         if decision is CHECK:
+            read = now
             passed, failed_by = process.check(now)
-            now += cost
+            now += duration
             cpu += cost
             if failed_by is not None:
                 note = exited_note(failed_by) if failed_by else output_ended_note(failed_by)
@@ -236,13 +241,14 @@ def simulate(
             decision = engine.checked(passed, now, cpu)
             continue
         assert isinstance(decision, Wait)
-        horizon = process.next_change(now)
+        # What changed while the last check ran is still to be seen by the next one.
+        horizon = process.next_change(read)
         if engine.budget.deadline is None and math.isinf(horizon):
             raise NeverReturns(
                 "start() would never return: the executor has no timeout, and the script "
                 "neither makes the process ready nor fails it"
             )
-        decision, skipped = engine.coast(decision, horizon, cost=cost, duration=cost)
+        decision, skipped = engine.coast(decision, horizon, cost=cost, duration=duration)
         cpu += skipped * cost
         now, hinted = process.wake(now, decision.until)
         decision = engine.woke(now, hinted=hinted)

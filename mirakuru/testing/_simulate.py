@@ -30,7 +30,8 @@ def simulate_start(
     ready_after: float | None,
     exits_after: float | None = None,
     exit_code: int = 0,
-    check_cost: float = 0.0,
+    check_duration: float = 0.0,
+    check_cpu: float | None = None,
     clock: FakeClock | None = None,
 ) -> SimulatedStart:
     """What ``executor.start()`` would do if its process became ready ``ready_after``
@@ -43,9 +44,11 @@ def simulate_start(
     (a pid file, a unix socket) or polled (TCP, HTTP), and what an exit does on the way
     up. The executor itself is only read, never started or changed.
 
-    :param check_cost: seconds each readiness check takes, of time and of CPU (the
-        adaptive schedule spaces dearer checks further apart); 0 models a cheap check
+    :param check_duration: seconds each readiness check takes; 0 models a quick one
         such as a TCP connect.
+    :param check_cpu: CPU seconds each check costs the waiting thread (default: its
+        duration). The default schedule follows it, spacing dearer checks further apart
+        so that checking takes at most 2.5 % of a core.
     :param clock: a :class:`FakeClock` to run on: the history is stamped with its
         readings, and it is moved on to the moment ``start()`` would have returned.
     :raises NeverReturns: with no timeout, when the script would leave ``start()``
@@ -72,7 +75,8 @@ def simulate_start(
         plan,
         script,
         wakes=wakes,
-        cost=check_cost,
+        cost=check_duration if check_cpu is None else check_cpu,
+        duration=check_duration,
         waits=waits,
         start=began,
         initial=state,

@@ -89,6 +89,26 @@ class TestReadinessSeen:
         assert ready_after <= result.returned_at <= ready_after + longest_gap(sleep) + ROUNDING
         assert_lifecycle(result, "idle → starting → running")
 
+    @given(
+        probe_trees(POLLED_KINDS),
+        timeouts,
+        optional_sleeps,
+        fractions,
+        durations(max_value=0.05),
+    )
+    def test_slow_checks(
+        self, probe: Probe, timeout: float, sleep: float | None, fraction: float, took: float
+    ) -> None:
+        """Checks that take time: readiness is still seen within one ``sleep`` plus two
+        checks (the one under way when it came, and the one that sees it)."""
+        ready_after = fraction * timeout
+        bound = longest_gap(sleep) + 2 * took
+        assume(ready_after + bound < timeout)
+        service = executor(probe, timeout, sleep)
+        result = simulate_start(service, ready_after=ready_after, check_duration=took)
+        assert result.outcome == "ready"
+        assert ready_after <= result.returned_at <= ready_after + bound + ROUNDING
+
     @needs_watches
     @given(probe_trees(EVENT_DRIVEN_KINDS), timeouts, optional_sleeps, fractions)
     def test_event_driven_within_a_millisecond(
@@ -289,7 +309,8 @@ class TestBadInput:
             ({"ready_after": "1"}, TypeError, "ready_after"),
             ({"ready_after": 1.0, "exits_after": -0.5}, ValueError, "exits_after"),
             ({"ready_after": 1.0, "exit_code": True}, TypeError, "exit_code"),
-            ({"ready_after": 1.0, "check_cost": -1.0}, ValueError, "cost"),
+            ({"ready_after": 1.0, "check_duration": -1.0}, ValueError, "check_duration"),
+            ({"ready_after": 1.0, "check_cpu": -1.0}, ValueError, "check_cpu"),
         ],
     )
     def test_arguments(self, arguments: dict[str, object], error: type, message: str) -> None:
