@@ -73,12 +73,16 @@ api_coverage_modules = [
     "mirakuru.core.budget",
     "mirakuru.core.schedule",
     "mirakuru.core.probes",
+    "mirakuru.core.plan",
+    "mirakuru.core.simulation",
     "mirakuru.pytest_plugin",
     "mirakuru.pytest_plugin.shared",
     "mirakuru.group",
     "mirakuru.ports",
     "mirakuru.stack",
     "mirakuru.core.stack",
+    "mirakuru.testing",
+    "mirakuru.testing.strategies",
 ]
 
 # Every example runs real processes. The setup gives examples a scratch directory and a

@@ -28,6 +28,7 @@ from mirakuru.adapter.aio.driver import Handoff, drive, in_thread, shielded
 from mirakuru.adapter.aio.verdict import surely_unready
 from mirakuru.adapter.aio.wake import AsyncRunWakeups, AsyncWakeups, IdleWakeups
 from mirakuru.adapter.clock import monotonic
+from mirakuru.adapter.readiness.wiring import directory_hints
 from mirakuru.adapter.run.run import Run
 from mirakuru.adapter.teardown.stopping import START_OWNER
 from mirakuru.base import SimpleExecutor
@@ -219,11 +220,11 @@ def _prepare(executor: Executor, run: Run | None) -> _Plan:
     """What ``wait_for()`` sets up: the schedule, the hints, the reactor's wake-ups."""
     if executor._budget is None:
         executor._set_timeout()
-    schedule, adaptive = executor._poll_schedule()
+    plan = executor._start_plan()
     stack = contextlib.ExitStack()
     unready = None
     if run is not None:
-        stack.enter_context(run.serving(executor._wait_hints() if run.real else []))
+        stack.enter_context(run.serving(directory_hints(plan.watched) if run.real else []))
         probe = executor._readiness_probe()
         stock = (
             type(executor).check_subprocess is Executor.check_subprocess
@@ -232,7 +233,7 @@ def _prepare(executor: Executor, run: Run | None) -> _Plan:
         if stock and probe is not None:
             unready = surely_unready(probe, run, executor._wiring.seen)
     check = executor._start_check(executor._surely_refused())
-    return _Plan(run, schedule, adaptive, check, unready, stack)
+    return _Plan(run, plan.schedule, plan.adaptive, check, unready, stack)
 
 
 async def _await_ready(executor: Executor, plan: _Plan) -> None:

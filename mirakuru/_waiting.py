@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from mirakuru.adapter.clock import monotonic
 from mirakuru.core import progress
+from mirakuru.core.outcome import timed_out_note
 from mirakuru.core.unmet import attempts_phrase
 from mirakuru.exceptions import TimeoutExpired
 
@@ -105,7 +106,7 @@ class Waiting:
 
     def _time_out(self) -> NoReturn:
         """Kill the process tree and raise :class:`TimeoutExpired`, saying what was missing."""
-        self._failure = f"timed out after {self._timeout} s"
+        self._failure = timed_out_note(self._timeout)
         tail = self.output_tail()
         unmet = self._unmet_or_none()
         self.kill()

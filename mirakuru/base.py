@@ -34,13 +34,14 @@ from mirakuru._executor import (
     check_signal,
     legacy_timeout,
 )
+from mirakuru._planning import StartPlanning
 from mirakuru._teardown import Teardown
 from mirakuru._waiting import Waiting
 from mirakuru.adapter import observers
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.guard import registry
 from mirakuru.adapter.posix import SIGKILL, check_platform
-from mirakuru.adapter.readiness.inotify import DirectoryWatch
+from mirakuru.adapter.readiness.wiring import directory_hints
 from mirakuru.adapter.run.pump import DEFAULT_LIMIT
 from mirakuru.adapter.run.run import Run
 from mirakuru.adapter.run.waiter import idle_wakeups, wait_past_deadline
@@ -53,7 +54,6 @@ from mirakuru.base_env import processes_with_env
 from mirakuru.core.budget import Budget, Timeouts
 from mirakuru.core.command import ENV_MARKER, CommandLike, compose_environment, normalize_command
 from mirakuru.core.lifecycle import Lifecycle, Listener, State, StateChange, Trigger
-from mirakuru.core.schedule import PollSchedule
 from mirakuru.core.validate import check_count, check_positive
 from mirakuru.exceptions import InvalidCommand, check_environment, spawn_error
 
@@ -80,7 +80,7 @@ IGNORED_ERROR_CODES = [errno.ESRCH]
 OUTPUT_END_GRACE = 0.05
 
 
-class SimpleExecutor(PublishedAttributes, Waiting, Teardown, AsyncMethods):
+class SimpleExecutor(PublishedAttributes, StartPlanning, Waiting, Teardown, AsyncMethods):
     """Runs a command as a subprocess and stops it, with its whole process tree.
 
     ``start()`` returns as soon as the process is spawned; :class:`Executor` and its
@@ -251,8 +251,10 @@ class SimpleExecutor(PublishedAttributes, Waiting, Teardown, AsyncMethods):
 
     def _set_timeout(self, timeout: float | None = None) -> None:
         """Arm the one start-up deadline: ``timeout`` seconds (default: the executor's)."""
-        seconds = self._timeout if timeout is None else timeout
-        self._budget = Budget.starting_at(monotonic(), seconds)
+        if timeout is None:
+            self._budget = self._start_plan().budget(monotonic())
+        else:
+            self._budget = Budget.starting_at(monotonic(), timeout)
 
     def _spawn(self) -> None:
         """Validate, spawn, and set up pipes, exit watching and cleanup registration."""
@@ -315,7 +317,7 @@ class SimpleExecutor(PublishedAttributes, Waiting, Teardown, AsyncMethods):
             )
         if self._budget is None:
             self._set_timeout()
-        schedule, adaptive = self._poll_schedule()
+        plan = self._start_plan()
         run = self._run
         check = self._counted(wait_for)
 
@@ -324,28 +326,19 @@ class SimpleExecutor(PublishedAttributes, Waiting, Teardown, AsyncMethods):
             if not self.check_timeout():
                 self._time_out()
 
-        hints = self._wait_hints() if run is not None and run.real else []
+        hints = directory_hints(plan.watched) if run is not None and run.real else []
         with nullcontext(idle_wakeups) if run is None else run.serving(hints) as wakeups:
             wait_past_deadline(
                 check,
                 lambda: self._budget,
-                schedule,
+                plan.schedule,
                 wakeups,
-                adaptive=adaptive,
+                adaptive=plan.adaptive,
                 on_timeout=timed_out,
                 step=self._sleep,
                 floor=self._poll_floor,
             )
         return self
-
-    def _wait_hints(self) -> list[DirectoryWatch]:
-        """Watches whose events mean "readiness is probably moments away"."""
-        return []
-
-    def _poll_schedule(self) -> tuple[PollSchedule, bool]:
-        """The schedule of timed checks, and whether its cap adapts to their cost."""
-        # sleep (given or not) is the longest gap: a cheap check is still polled faster.
-        return PollSchedule(cap=self._sleep), True
 
     def _clear_process(self) -> None:
         """Forget the process: stop draining, close descriptors, disarm the deadline."""

@@ -22,13 +22,10 @@ from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.posix import SIGKILL
 from mirakuru.adapter.readiness.evaluate import attempt, refusal, within
 from mirakuru.adapter.readiness.findings import Findings
-from mirakuru.adapter.readiness.inotify import DirectoryWatch
 from mirakuru.adapter.readiness.wiring import (
     Readiness,
     check_watched_streams,
-    directory_hints,
     exit_code_within,
-    only_event_driven,
 )
 from mirakuru.adapter.run.pump import DEFAULT_LIMIT
 from mirakuru.adapter.teardown.remains import anything_left
@@ -36,8 +33,13 @@ from mirakuru.base import ENV_UUID, OUTPUT_END_GRACE, SimpleExecutor
 from mirakuru.core.budget import Budget
 from mirakuru.core.command import CommandLike
 from mirakuru.core.lifecycle import Trigger
+from mirakuru.core.outcome import (
+    exited_note,
+    launcher_exit_note,
+    left_nothing_note,
+    output_ended_note,
+)
 from mirakuru.core.probes import PROBE_TYPES, Banner, Leaf, Probe, SdNotify
-from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule, event_schedule
 from mirakuru.core.unmet import attempts_phrase, explain
 from mirakuru.exceptions import (
     AlreadyRunning,
@@ -50,9 +52,6 @@ from mirakuru.exceptions import (
 __all__ = ["Executor"]
 
 LOG = logging.getLogger(__name__)
-
-#: The timed checks of event-driven readiness where exits are not events.
-_FAST = PollSchedule(cap=MAX_AUTO_CAP)
 
 
 class Executor(SimpleExecutor):
@@ -196,7 +195,7 @@ class Executor(SimpleExecutor):
         exit_code = exit_code_within(self.process, OUTPUT_END_GRACE)
         tail = self.output_tail()
         unmet = self._unmet_or_none()
-        self._failure = f"output ended without the banner (exit code {exit_code})"
+        self._failure = output_ended_note(exit_code)
         self.kill()
         error = OutputEnded(self, self._timeout, exit_code)
         error.output_tail = tail
@@ -257,27 +256,8 @@ class Executor(SimpleExecutor):
         except Exception:
             LOG.exception("a state listener of %s failed", self)
 
-    def _poll_schedule(self) -> tuple[PollSchedule, bool]:
-        # Output and sd_notify readiness can only change when the child writes or exits,
-        # and both wake the waiter at once: timed checks are a mere safety net then.
-        probe = self._readiness_probe()
-        event_driven = (
-            probe is not None
-            and type(self).after_start_check is Executor.after_start_check
-            and only_event_driven(probe)
-        )
-        if event_driven and self._pidfd is not None:
-            # An explicit sleep stays the longest gap, but there is nothing to poll faster for.
-            explicit = PollSchedule(cap=self._sleep, first=self._sleep)
-            return (event_schedule() if self._adaptive else explicit), False
-        if event_driven and self._adaptive:
-            # Without a pidfd an exit wakes nobody (unless the output ends): keep polling fast.
-            return _FAST, False
-        return super()._poll_schedule()
-
-    def _wait_hints(self) -> list[DirectoryWatch]:
-        # Pid files and unix sockets appear in a directory: watch it rather than poll fast.
-        return directory_hints(self._readiness_probe())
+    def _stock_readiness(self) -> bool:
+        return type(self).after_start_check is Executor.after_start_check
 
     def _became_ready(self) -> None:
         if self._run is not None:
@@ -391,7 +371,7 @@ class Executor(SimpleExecutor):
         exit_code = process.poll()
         if exit_code is not None and exit_code != 0:
             tail = self._drain_tail()
-            self._failure = f"exited with code {exit_code}"
+            self._failure = exited_note(exit_code)
             self.kill()
             error = ProcessExitedWithError(self, exit_code)
             error.output_tail = tail
@@ -416,8 +396,7 @@ class Executor(SimpleExecutor):
         self._remains_looked_at = now
         left = anything_left(process, ENV_UUID, self._uuid)
         if first:
-            what = "its processes live on" if left else "it left nothing running"
-            self._lifecycle.note(f"PID {process.pid} exited with status 0; {what}", now)
+            self._lifecycle.note(launcher_exit_note(process.pid, left), now)
         if left:
             return False
         tail = self._drain_tail()
@@ -426,7 +405,7 @@ class Executor(SimpleExecutor):
         if self.after_start_check():
             return True
         unmet = self._unmet_or_none()
-        self._failure = "exited with status 0 and left nothing running"
+        self._failure = left_nothing_note()
         self.kill()
         error = LeftNothingRunning(self, self._timeout, 0)
         error.output_tail = tail

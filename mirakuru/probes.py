@@ -25,7 +25,7 @@ from collections.abc import Callable
 import attrs
 
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.readiness.evaluate import attempt, is_external, within
+from mirakuru.adapter.readiness.evaluate import attempt, within
 from mirakuru.adapter.readiness.findings import Findings
 from mirakuru.adapter.run.waiter import wait_until
 from mirakuru.core.budget import Budget
@@ -45,6 +45,7 @@ from mirakuru.core.probes import (
     any_of,
     banner,
     http,
+    is_external,
     leaves,
     pid_file,
     satisfied,

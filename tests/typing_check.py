@@ -11,7 +11,10 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO, assert_type
+from typing import Any, Literal, TextIO, assert_type
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mirakuru import (
     AlreadyRunning,
@@ -29,9 +32,20 @@ from mirakuru import (
     Trigger,
     probes,
 )
+from mirakuru.core.budget import Budget
+from mirakuru.core.probes import Leaf, Probe
+from mirakuru.core.schedule import PollSchedule
 from mirakuru.group import ExecutorGroup, start_all
 from mirakuru.ports import free_port
 from mirakuru.pytest_plugin import Service, ServiceFixture, service_fixture
+from mirakuru.testing import (
+    FakeClock,
+    SimulatedStart,
+    assert_lifecycle,
+    lifecycle_path,
+    simulate_start,
+)
+from mirakuru.testing import strategies as kit_strategies
 
 
 class FileService(Executor):
@@ -178,3 +192,45 @@ def drop_in_typing(folder: Path, executor: SimpleExecutor) -> None:
     report: StopReport | None = executor.last_stop
     if report is not None:
         assert_type(report.escalated, bool)
+
+
+# -- a user's test module using the testing kit ----------------------------------------------
+
+
+def make_database() -> TCPExecutor:
+    return TCPExecutor(["postgres"], host="127.0.0.1", port=5432, timeout=30, sleep=0.5)
+
+
+@given(ready_after=st.floats(min_value=2.0, max_value=25.0))
+def test_database_start_fits(ready_after: float) -> None:
+    """A property test of the user's own timeout, as docs/testing.rst shows it."""
+    result = simulate_start(make_database(), ready_after=ready_after)
+    assert_type(result, SimulatedStart)
+    assert_type(result.outcome, Literal["ready", "timed_out", "exited"])
+    assert_type(result.returned_at, float)
+    assert_type(result.checks, int)
+    assert_type(result.exit_code, int | None)
+    for change in result.history:
+        assert_type(change, StateChange)
+    assert result.outcome == "ready"
+    assert_lifecycle(result, "idle → starting → running")
+    assert_type(lifecycle_path(make_database()), str)
+
+
+@given(probe=kit_strategies.probes(), timeout=kit_strategies.timeouts(max_value=10.0))
+def test_any_probe_times_out(probe: Probe, timeout: float | None) -> None:
+    """The public strategies are typed: probes are Probe values, timeouts optional floats."""
+    clock = FakeClock(100.0)
+    service = Executor(["service"], ready=probe, timeout=timeout)
+    result = simulate_start(service, ready_after=None, exits_after=5.0, exit_code=1, clock=clock)
+    assert_type(clock(), float)
+    assert_type(clock.advance(1.0), float)
+    assert_lifecycle([*result.history], "idle -> starting -> failed")
+
+
+def kit_strategies_are_typed() -> None:
+    """Each strategy names the type it draws."""
+    assert_type(kit_strategies.budgets(), st.SearchStrategy[Budget])
+    assert_type(kit_strategies.poll_schedules(), st.SearchStrategy[PollSchedule])
+    assert_type(kit_strategies.sleeps(), st.SearchStrategy[float])
+    assert_type(kit_strategies.leaves(kit_strategies.POLLED_KINDS), st.SearchStrategy[Leaf])

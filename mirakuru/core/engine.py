@@ -167,6 +167,44 @@ class WaitEngine:
             return Finish(TimedOut(self.checks))
         return CHECK
 
+    def coast(
+        self, wait: Wait, horizon: float, *, cost: float = 0.0, duration: float = 0.0
+    ) -> tuple[Wait, int]:
+        """Skip the quiet turns before ``horizon``, for a driver that knows nothing will
+        happen until then (a simulation): the same as ending each wait on its time and
+        failing each check (taking ``duration`` seconds and ``cost`` CPU seconds), at once.
+
+        ``wait`` is the engine's latest decision. Only turns that repeat exactly are
+        skipped: once the schedule has reached the cap, a check at ``cost`` leaves the
+        cap where it is, and a whole turn fits before the deadline. Returns the wait to
+        go on from and how many checks were skipped (the driver's CPU clock moves by that
+        many ``cost``); nothing is skipped while the turns still change.
+        """
+        delay = self._cap
+        deadline = self._budget.deadline
+        limit = horizon if deadline is None else min(horizon, deadline)
+        settled = (
+            wait.delay == delay > 0.0
+            and self._schedule.delay(self._index) >= delay
+            and (
+                not self._adaptive
+                or adaptive_cap(min(self._wake_cost, cost), self._schedule.cap) == delay
+            )
+        )
+        if not settled or not math.isfinite(limit):
+            return wait, 0
+        turn = delay + duration
+        # Whole turns ending a full turn short of the limit, so that rounding in the
+        # product cannot carry a skipped check onto the deadline or past an event.
+        skipped = math.floor((limit - wait.until) / turn) - 1
+        if skipped <= 0:
+            return wait, 0
+        self.checks += skipped
+        self._index += skipped
+        self._wake_cost = min(self._wake_cost, cost)
+        self._cycle_began += skipped * cost
+        return Wait(wait.until + skipped * turn, delay), skipped
+
     def resume(self, budget: Budget) -> Check:
         """After a timeout the executor chose to ride out: a new round under ``budget``
         (see :func:`overtime_budget`), beginning with a check."""

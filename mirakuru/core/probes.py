@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import attrs
@@ -34,8 +34,11 @@ __all__ = [
     "all_of",
     "any_of",
     "banner",
+    "hopeless",
     "http",
+    "is_external",
     "leaves",
+    "only_event_driven",
     "pid_file",
     "satisfied",
     "sd_notify",
@@ -308,3 +311,21 @@ def satisfied(probe: Probe, ready: Mapping[Leaf, bool]) -> bool:
     if isinstance(probe, AnyOf):
         return any(satisfied(inner, ready) for inner in probe.probes)
     return ready.get(probe, False)
+
+
+def is_external(leaf: Leaf) -> bool:
+    """Whether ``leaf`` can be checked without our process: before we start it, and by
+    polling (a banner or sd_notify is only ever heard from the child itself)."""
+    return not isinstance(leaf, Banner | SdNotify)
+
+
+def only_event_driven(probe: Probe) -> bool:
+    """Whether every leaf of ``probe`` changes only when the child writes or exits, so
+    that a wait for it has nothing to poll."""
+    return not any(is_external(leaf) for leaf in leaves(probe))
+
+
+def hopeless(probe: Probe, ended: Collection[Leaf]) -> bool:
+    """Whether ``probe`` can never hold once the leaves in ``ended`` never will (banners
+    whose output closed unseen), assuming every other leaf still may."""
+    return not satisfied(probe, {leaf: leaf not in ended for leaf in leaves(probe)})

@@ -299,3 +299,81 @@ class TestFloor:
             clock.now = decision.until
             decision = engine.woke(clock())
         assert isinstance(decision.outcome, TimedOut)
+
+
+def coast_through(
+    engine: WaitEngine, horizon: float, cost: float, *, coast: bool
+) -> tuple[Outcome, int, float]:
+    """Drive ``engine`` with failing checks of ``cost`` and no events until it finishes or
+    a wait would reach ``horizon``; with ``coast``, skipping what it lets us skip.
+    Returns (outcome or a stand-in, checks, the time reached)."""
+    now = cpu = 0.0
+    decision: Decision = engine.begin()
+    while True:
+        if isinstance(decision, Finish):
+            return decision.outcome, engine.checks, now
+        if isinstance(decision, Check):
+            now += cost
+            cpu += cost
+            decision = engine.checked(False, now, cpu)
+            continue
+        if coast:
+            decision, skipped = engine.coast(decision, horizon, cost=cost, duration=cost)
+            cpu += skipped * cost
+        if decision.until >= horizon:
+            return Ready(-1), engine.checks, now
+        now = decision.until
+        decision = engine.woke(now)
+
+
+class TestCoast:
+    """Coasting skips quiet turns exactly as driving through them would."""
+
+    @settings(deadline=None)
+    @given(
+        timeout=st.floats(min_value=0.0, max_value=20.0),
+        schedule=schedules,
+        cost=st.sampled_from([0.0, 1e-4, 3e-3]),
+        adaptive=st.booleans(),
+        horizon=st.floats(min_value=0.0, max_value=30.0),
+    )
+    def test_same_as_driving(
+        self, timeout: float, schedule: PollSchedule, cost: float, adaptive: bool, horizon: float
+    ) -> None:
+        """Same ending, the same number of checks (give or take one, from rounding in
+        sums of many pauses), at the same time."""
+        budget = Budget.starting_at(0.0, timeout)
+        driven = coast_through(
+            WaitEngine(budget, schedule, adaptive=adaptive), horizon, cost, coast=False
+        )
+        coasted = coast_through(
+            WaitEngine(budget, schedule, adaptive=adaptive), horizon, cost, coast=True
+        )
+        assert type(coasted[0]) is type(driven[0])
+        assert abs(coasted[1] - driven[1]) <= 1
+        assert coasted[2] == pytest.approx(driven[2], abs=schedule.cap + cost)
+
+    def test_skips_once_settled(self) -> None:
+        """At the cap, a long quiet stretch is skipped in one step, a turn short of the
+        limit; before the cap nothing is skipped."""
+        engine = WaitEngine(Budget.starting_at(0.0, 100.0), PollSchedule(cap=0.5), adaptive=False)
+        decision = engine.checked(False, 0.0)
+        assert isinstance(decision, Wait)
+        assert engine.coast(decision, 50.0) == (decision, 0)  # still ramping up
+        while decision.delay < 0.5:
+            assert isinstance(engine.woke(decision.until), Check)
+            decision = engine.checked(False, decision.until)
+            assert isinstance(decision, Wait)
+        checks = engine.checks
+        coasted, skipped = engine.coast(decision, 50.0)
+        assert skipped > 90
+        assert engine.checks == checks + skipped
+        assert coasted.until <= 50.0 - 0.5
+        assert coasted.delay == 0.5
+
+    def test_no_limit_no_skip(self) -> None:
+        """Without a deadline or a horizon there is no end to skip to."""
+        engine = WaitEngine(Budget.unbounded(), PollSchedule(cap=0.01, first=0.01), adaptive=False)
+        decision = engine.checked(False, 0.0)
+        assert isinstance(decision, Wait)
+        assert engine.coast(decision, math.inf) == (decision, 0)

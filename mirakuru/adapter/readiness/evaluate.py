@@ -36,6 +36,7 @@ from mirakuru.core.probes import (
     SdNotify,
     Tcp,
     UnixSocket,
+    is_external,
 )
 
 __all__ = [
@@ -373,11 +374,6 @@ def http_ready(probe: Http, timeout: float, note: Note = _quiet) -> bool:
             connection.close()
     note(f"{ANSWER}{status}")
     return probe.status.match(str(status)) is not None
-
-
-def is_external(leaf: Leaf) -> bool:
-    """Whether a leaf can be checked without our process (so before we start it)."""
-    return not isinstance(leaf, Banner | SdNotify)
 
 
 def attempt(

@@ -20,7 +20,7 @@ from mirakuru.adapter.capabilities import capabilities
 if TYPE_CHECKING:
     import ctypes
 
-__all__ = ["DirectoryWatch", "watch_directory"]
+__all__ = ["DirectoryWatch", "watch_directory", "watches_available"]
 
 # getattr: these flags are POSIX-only, and importing must not fail elsewhere.
 _IN_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -104,6 +104,12 @@ def _forget_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def watches_available() -> bool:
+    """Whether :func:`watch_directory` can make watches in this process (Linux inotify, and
+    not portable mode)."""
+    return capabilities().inotify and _load_libc() is not None
 
 
 def watch_directory(path: str) -> DirectoryWatch | None:

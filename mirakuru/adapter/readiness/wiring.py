@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
-from mirakuru.adapter.readiness.evaluate import is_external
 from mirakuru.adapter.readiness.inotify import DirectoryWatch, watch_directory
 from mirakuru.adapter.readiness.notify import NotifySocket, ServiceSenders
 from mirakuru.adapter.run.pump import BannerWatch, OutputPump
 from mirakuru.adapter.run.run import Run
-from mirakuru.core.probes import Banner, Leaf, PidFile, Probe, SdNotify, UnixSocket
+from mirakuru.core.probes import Banner, Leaf, Probe, SdNotify, hopeless, only_event_driven
 from mirakuru.core.probes import leaves as probe_leaves
-from mirakuru.core.probes import satisfied as probe_satisfied
 
 __all__ = [
     "Readiness",
@@ -39,20 +37,10 @@ def check_watched_streams(probe: Probe, captured: Mapping[str, object]) -> None:
                 )
 
 
-def only_event_driven(probe: Probe) -> bool:
-    """Whether every leaf changes only when the child writes or exits (no outside polling)."""
-    return not any(is_external(leaf) for leaf in probe_leaves(probe))
-
-
-def directory_hints(probe: Probe | None) -> list[DirectoryWatch]:
-    """Watches on the directories where the probe's pid files and unix sockets appear."""
-    if probe is None:
-        return []
-    by_directory = {
-        os.path.dirname(os.path.abspath(leaf.path)): leaf.path
-        for leaf in probe_leaves(probe)
-        if isinstance(leaf, PidFile | UnixSocket)
-    }
+def directory_hints(paths: Iterable[str]) -> list[DirectoryWatch]:
+    """Watches on the directories where ``paths`` (pid files, unix sockets) appear; see
+    :func:`~mirakuru.core.plan.watched_paths`."""
+    by_directory = {os.path.dirname(os.path.abspath(path)): path for path in paths}
     watches = [watch_directory(path) for path in by_directory.values()]
     return [watch for watch in watches if watch is not None]
 
@@ -115,16 +103,13 @@ class Readiness:
         """Whether the output closed in a way that makes ``probe`` impossible to satisfy."""
         if pump is None or not self.watches:
             return False
-        hopeless: dict[Leaf, bool] = {}
+        ended: set[Leaf] = set()
         for leaf in probe_leaves(probe):
-            if isinstance(leaf, Banner):
-                ended = all(
-                    pump.streams[stream].eof for stream, banner, _ in self.watches if banner == leaf
-                )
-                hopeless[leaf] = ended and not self.seen(leaf)
-        # Assume every other leaf could still succeed: if even then the probe fails, it never will.
-        optimistic = {leaf: not hopeless.get(leaf, False) for leaf in probe_leaves(probe)}
-        return not probe_satisfied(probe, optimistic)
+            if isinstance(leaf, Banner) and not self.seen(leaf):
+                watched = [pump.streams[name] for name, banner, _ in self.watches if banner == leaf]
+                if all(stream.eof for stream in watched):
+                    ended.add(leaf)
+        return hopeless(probe, ended)
 
     def read_after_banners(self, run: Run) -> None:
         """Start each watched stream's reader after its banner line (as OutputExecutor did)."""
