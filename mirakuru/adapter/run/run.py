@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from mirakuru.adapter.clock import wait_slice
 from mirakuru.adapter.run.pump import DEFAULT_LIMIT, OutputPump
 from mirakuru.adapter.run.reactor import reactor
 from mirakuru.adapter.run.sources import EventSource, Hint
@@ -179,7 +180,7 @@ class Run:
         extra check, never a missed event.
         """
         if (self._events, self._hints) == seen and not self.stopping:
-            self._signal.acquire(True, -1 if timeout is None else max(0.0, timeout))
+            self._signal.acquire(True, -1 if timeout is None else wait_slice(timeout))
         return self._events, self._hints
 
     @contextlib.contextmanager
