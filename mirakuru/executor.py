@@ -31,7 +31,6 @@ from mirakuru.adapter.readiness.wiring import (
 from mirakuru.base import OUTPUT_END_GRACE, SimpleExecutor
 from mirakuru.core.budget import Budget
 from mirakuru.core.command import CommandLike
-from mirakuru.core.lifecycle import Trigger
 from mirakuru.core.probes import PROBE_TYPES, Probe
 from mirakuru.core.schedule import MAX_AUTO_CAP, PollSchedule, event_schedule
 from mirakuru.exceptions import (
@@ -202,10 +201,7 @@ class Executor(SimpleExecutor):
             self._wiring.attach(probe, self._run)
 
     def _note_status(self, status: str) -> None:
-        try:
-            self._lifecycle.note(f"STATUS={status}", monotonic())
-        except Exception:
-            LOG.exception("a state listener of %s failed", self)
+        self._note(f"STATUS={status}")
 
     def _poll_schedule(self) -> tuple[PollSchedule, bool]:
         # Output and sd_notify readiness can only change when the child writes or exits,
@@ -243,6 +239,9 @@ class Executor(SimpleExecutor):
         The lock is not held while waiting: ``stop()`` or ``kill()`` from another thread
         cuts the wait short, and ``start()`` then raises :class:`ExecutorError`.
         """
+        return self._guarded_start(self._start_and_wait)
+
+    def _start_and_wait(self) -> Self:
         with self._lock:
             if self._gate.other_thread_starting():
                 return self._await_other_start()
@@ -317,15 +316,8 @@ class Executor(SimpleExecutor):
         return self
 
     def _abort_start(self, error: BaseException) -> None:
-        """Leave nothing running after a failed start, and record why."""
         self._wiring.close()
-        if self.process is not None:
-            self._failure = self._failure or f"start interrupted by {type(error).__name__}"
-            try:
-                self.kill()
-            except Exception:
-                LOG.exception("cleaning up after a failed start of %s", self)
-        self._fire(Trigger.FAIL, self._failure or type(error).__name__)
+        super()._abort_start(error)
 
     def check_subprocess(self) -> bool:
         """Fail at once if the process died with an error; else ask after_start_check.

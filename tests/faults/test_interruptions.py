@@ -2,7 +2,9 @@
 bounded by a timeout, so that a deadlock fails the test instead of hanging the suite.
 
 - :mod:`tests.faults.lock_sites`: a garbage collection (``__del__`` -> ``kill()``) and a
-  signal handler (-> ``kill()``) at every lock acquisition of mirakuru's own code.
+  signal handler (-> ``kill()``) at every lock acquisition of mirakuru's own code;
+- :mod:`tests.faults.ctrl_c`: Ctrl-C at every line of start() and stop(), and real SIGINTs
+  at random moments.
 """
 
 from __future__ import annotations
@@ -58,3 +60,20 @@ class TestLockSites:
         for expected in ("adapter/guard/registry.py", "adapter/guard/watchdog.py", "base.py"):
             assert any(site.startswith(expected) for site in sites), sorted(sites)
         assert len(sites) >= 15, sorted(sites)
+
+
+class TestCtrlC:
+    """Ctrl-C anywhere in start() or stop() leaves no process and an honest state."""
+
+    @pytest.mark.parametrize("phase", ["start", "stop"])
+    def test_at_every_line(self, phase: str) -> None:
+        """A SIGINT at each line of mirakuru's code that the call runs."""
+        lines = drive("tests.faults.ctrl_c", "lines", phase, "simple", "output", "pid")
+        runs = int(lines[-1].split()[1])
+        assert runs > 200
+
+    def test_at_random_moments(self) -> None:
+        """Real SIGINTs from another thread, landing in library code and ours alike."""
+        lines = drive("tests.faults.ctrl_c", "random", "40", "28", "simple", "output", "pid")
+        interrupted = int(lines[-1].split()[1])
+        assert interrupted > 20  # enough of them landed inside a call to mean something

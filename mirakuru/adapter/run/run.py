@@ -43,6 +43,8 @@ class Run:
         self, process: subprocess.Popen[Any], output_limit: int | None = DEFAULT_LIMIT
     ) -> None:
         self.process = process
+        #: The thread that spawned the process (a start it interrupts must undo it).
+        self.spawner = threading.get_ident()
         #: A stand-in for Popen (a test's mock) is driven only through its own methods.
         self.real = isinstance(process, _REAL_POPEN)
         self.pidfd = open_pidfd(process.pid) if self.real else None
