@@ -90,9 +90,11 @@ class TestStop:
 
     def test_outranks_unexpected_exit_code(self, mark: str) -> None:
         """With an unexpected exit code too, the listener's exception is what propagates."""
-        executor = SimpleExecutor(
-            ["sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.05; done"],
+        executor = OutputExecutor(
+            ["sh", "-c", "trap 'exit 3' TERM; echo up; while :; do sleep 0.05; done"],
+            banner="^up$",  # printed once the trap is set
             envvars={MARK: mark},
+            timeout=30,
         ).start()
         executor.add_listener(raising_on(State.STOPPING))
         with pytest.raises(Escape):
@@ -144,7 +146,7 @@ class TestCore:
         assert lifecycle.state is State.STARTING
         assert len(lifecycle.history) == 1
 
-    @pytest.mark.parametrize("trigger", sorted(TRANSITIONS, key=lambda t: t.value))
+    @pytest.mark.parametrize("trigger", sorted(TRANSITIONS, key=str))
     def test_no_trigger_fires_twice(self, trigger: Trigger) -> None:
         """A transition never leads where its own trigger is allowed again: the facade
         relies on it to tell a change an interrupt kept from happening."""
