@@ -252,10 +252,11 @@ class Executor(SimpleExecutor):
                 type(self).after_start_check is Executor.after_start_check
             ):
                 self.after_start_check()  # raises NotImplementedError before spawning
+            began = monotonic()
             if self.pre_start_check():
                 raise AlreadyRunning(self)
             self._spawn()
-            self._set_timeout()
+            self._arm_deadline(began)
             run = self._run
             self._gate.enter()
         try:
@@ -276,6 +277,14 @@ class Executor(SimpleExecutor):
         finally:
             self._gate.leave()
         return self
+
+    def _arm_deadline(self, began: float) -> None:
+        """The one start-up deadline, counted from ``began``: looking for a service that
+        already runs (a name lookup that stalls, say) is part of the start-up too."""
+        if type(self)._set_timeout is SimpleExecutor._set_timeout:
+            self._budget = Budget.starting_at(began, self._timeout)
+        else:
+            self._set_timeout()  # a subclass's own, called as it always was
 
     def _surely_refused(self) -> Callable[[], bool] | None:
         """A ~30 us "not ready yet" for polled ports, if the stock checks are in use."""

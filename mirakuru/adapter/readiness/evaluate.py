@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import ssl
 
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.readiness import sockdiag
+from mirakuru.adapter.readiness import names, sockdiag
 from mirakuru.core.budget import Budget
 from mirakuru.core.probes import (
     AllOf,
@@ -89,8 +89,8 @@ class _Target:
 
     __slots__ = ("addresses", "connected_at", "questions")
 
-    def __init__(self, host: str, port: int) -> None:
-        self.addresses = tuple(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+    def __init__(self, host: str, port: int, addresses: names.Answer) -> None:
+        self.addresses = addresses
         hosts = [(family, str(address[0])) for family, _, _, _, address in self.addresses]
         questions = [
             sockdiag.listener_question(family, host, port) if _is_loopback(family, host) else None
@@ -122,11 +122,20 @@ def _is_loopback(family: int, host: str) -> bool:
     return family == socket.AF_INET6 and (host == "::1" or host.startswith("::ffff:127."))
 
 
-@functools.lru_cache(maxsize=256)
-def _target(host: str, port: int) -> _Target:
-    # Polling resolves the same name hundreds of times a second: once is enough (a failure
-    # raises, so it is not cached and is tried again).
-    return _Target(host, port)
+_targets: dict[tuple[str, int], _Target] = {}
+
+
+def _target(host: str, port: int, timeout: float = 0.0) -> _Target:
+    """The target, resolved once for the process; an ``OSError`` while the name does not
+    resolve or its lookup takes longer than ``timeout`` (see :mod:`names`)."""
+    # Polling asks hundreds of times a second: a dict lookup, and a name lookup only once.
+    target = _targets.get((host, port))
+    if target is None:
+        target = _Target(host, port, names.resolve(host, port, timeout))
+        if len(_targets) >= 256:
+            _targets.clear()  # more targets than any run polls: start over
+        _targets[(host, port)] = target
+    return target
 
 
 def _surely_refused(host: str, port: int) -> bool:
@@ -134,7 +143,7 @@ def _surely_refused(host: str, port: int) -> bool:
     try:
         return _target(host, port).surely_refused()
     except OSError:
-        return False  # the connect then fails to resolve, as it should
+        return False  # not resolved yet: the attempt waits for the lookup, as it may
 
 
 def refusal(probe: Probe) -> Callable[[], bool] | None:
@@ -163,15 +172,15 @@ def refusal(probe: Probe) -> Callable[[], bool] | None:
         return None
     try:
         target = _target(host, port)
-    except OSError:
-        return None
+    except OSError:  # a name still being looked up: the gate works once it resolves
+        return lambda: _surely_refused(host, port)
     return target.surely_refused if target.questions else None
 
 
 def _connect(host: str, port: int, timeout: float) -> socket.socket | None:
     """A connected TCP socket to the first address that accepts, or None."""
     try:
-        target = _target(host, port)
+        target = _target(host, port, timeout)
     except OSError:
         return None
     target.connected_at = monotonic()
@@ -275,6 +284,13 @@ def _unverified_context() -> ssl.SSLContext:
     return context
 
 
+def _left(deadline: float) -> float:
+    left = deadline - monotonic()
+    if left <= 0:
+        raise TimeoutError("the HTTP answer did not arrive within the attempt's time")
+    return left
+
+
 class _DeadlineSocket(socket.socket):
     """A socket whose reads share one deadline: a server sending a byte at a time cannot
     stretch an attempt past it (a per-read timeout restarts with every byte)."""
@@ -288,11 +304,41 @@ class _DeadlineSocket(socket.socket):
         return timed
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        left = self.deadline - monotonic()
-        if left <= 0:
-            raise TimeoutError("the HTTP answer did not arrive within the attempt's time")
-        self.settimeout(left)
+        self.settimeout(_left(self.deadline))
         return super().recv_into(buffer, nbytes, flags)
+
+
+class _DeadlineReads:
+    """Mixed into a TLS socket's class: what :class:`_DeadlineSocket` is for plain sockets
+    (the TLS layer reads the socket itself, with a timeout that restarts every read)."""
+
+    deadline = 0.0
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        self.settimeout(_left(self.deadline))  # type: ignore[attr-defined]
+        return super().recv_into(buffer, nbytes, flags)  # type: ignore[misc,no-any-return]
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        self.settimeout(_left(self.deadline))  # type: ignore[attr-defined]
+        return super().recv(buflen, flags)  # type: ignore[misc,no-any-return]
+
+
+_deadline_kinds: dict[type, type] = {}
+
+
+def _with_deadline_reads(kind: type) -> type:
+    made = _deadline_kinds.get(kind)
+    if made is None:
+        made = _deadline_kinds[kind] = type(f"Deadline{kind.__name__}", (_DeadlineReads, kind), {})
+    return made
+
+
+def _deadline_tls(tls: ssl.SSLSocket, deadline: float) -> ssl.SSLSocket:
+    """``tls`` with every later read bounded by ``deadline`` (its class changes, not the
+    connection: the handshake is done, and the context, maybe the user's, is left alone)."""
+    tls.__class__ = _with_deadline_reads(type(tls))
+    tls.deadline = deadline  # type: ignore[attr-defined]
+    return tls
 
 
 @functools.lru_cache(maxsize=256)
@@ -310,6 +356,7 @@ def http_ready(probe: Http, timeout: float) -> bool:
     """Whether one request answers with a matching status, within ``timeout``."""
     host, port, secure = _endpoint(probe.url)
     limit = max(timeout, 0.001)
+    deadline = monotonic() + limit  # one for the whole attempt: connect, handshake, reads
     # Connect first: while nothing listens, an attempt costs one refused connect rather
     # than an HTTP client's worth of work, so polling stays cheap and can stay fast.
     sock = _connect(host, port, limit)
@@ -326,13 +373,15 @@ def http_ready(probe: Http, timeout: float) -> bool:
         context = probe.ssl_context or _unverified_context()
         connection = http.client.HTTPSConnection(host, port, timeout=limit, context=context)
         try:
-            connection.sock = context.wrap_socket(sock, server_hostname=host)
+            sock.settimeout(_left(deadline))  # the handshake's reads share the deadline too
+            tls = context.wrap_socket(sock, server_hostname=host)
         except (OSError, ValueError):
             sock.close()
             return False
+        connection.sock = _deadline_tls(tls, deadline)
     else:
         connection = http.client.HTTPConnection(host, port, timeout=limit)
-        connection.sock = _DeadlineSocket.adopt(sock, monotonic() + limit)
+        connection.sock = _DeadlineSocket.adopt(sock, deadline)
     target = parts.path or "/"
     if parts.query:
         target = f"{target}?{parts.query}"
