@@ -16,10 +16,11 @@ line in mirakuru that took the lock) and per kind of interruption:
     SIGUSR1 is raised; its handler kills the very executor being started or stopped.
 
 Each scenario (start and stop of a plain process, a banner wait, a pid file, a TCP port, a
-start that times out, a start after the watchdog died) repeats until a whole pass reaches no
-new site. A deadlock hangs the child, which the test bounds with a timeout (and the child
-dumps its threads' stacks before that). The child prints ``SITE <kind> <file>:<line>`` for
-each interruption, ``PROBLEM ...`` for anything wrong, and ``DONE <interruptions>`` last.
+start that times out, a start after the watchdog died, an :class:`ExecutorGroup`) repeats
+until a whole pass reaches no new site. A deadlock hangs the child, which the test bounds
+with a timeout (and the child dumps its threads' stacks before that). The child prints
+``SITE <kind> <file>:<line>`` for each interruption, ``PROBLEM ...`` for anything wrong, and
+``DONE <interruptions> <passes>`` last.
 """
 
 from __future__ import annotations
@@ -188,10 +189,12 @@ def main() -> int:
     from mirakuru.base import ENV_UUID
     from mirakuru.core.lifecycle import State
     from mirakuru.exceptions import ExecutorError
+    from mirakuru.group import ExecutorGroup
 
     victims: list[SimpleExecutor] = []
     tokens: list[str] = []
-    current: list[SimpleExecutor] = []
+    #: How the "self" handler ends what is being started or stopped right now.
+    current: list[Callable[[], object]] = []
     problems: list[str] = []
 
     def top_up(started: bool) -> None:
@@ -221,7 +224,7 @@ def main() -> int:
     def on_sigusr1(signum: int, frame: FrameType | None) -> None:
         if handler_kills_current[0]:
             if current:
-                current[-1].kill()
+                current[-1]()
             return
         if victims:
             victims.pop().kill()
@@ -266,12 +269,20 @@ def main() -> int:
     def never_ready() -> SimpleExecutor:
         return OutputExecutor(["sleep", "300"], banner="^never$", timeout=0.2)
 
+    def grouped() -> ExecutorGroup:
+        return ExecutorGroup(
+            SimpleExecutor(["sleep", "300"]),
+            OutputExecutor(["sh", "-c", "echo up; exec sleep 300"], banner="^up$"),
+        )
+
     def kill_watchdog() -> None:
         pid = watchdog.watchdog_pid()
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
 
-    scenarios: list[tuple[str, Callable[[], SimpleExecutor], Callable[[], None] | None]] = [
+    scenarios: list[
+        tuple[str, Callable[[], SimpleExecutor | ExecutorGroup], Callable[[], None] | None]
+    ] = [
         ("simple", lambda: SimpleExecutor(["sleep", "300"]), None),
         (
             "output",
@@ -282,27 +293,39 @@ def main() -> int:
         ("tcp", tcp_service, None),
         ("timeout", never_ready, None),
         ("watchdog-died", lambda: SimpleExecutor(["sleep", "300"]), kill_watchdog),
+        ("group", grouped, None),
     ]
 
-    def one_pass(make: Callable[[], SimpleExecutor], before: Callable[[], None] | None) -> None:
-        executor = make()
-        tokens.append(executor._uuid)
-        current.append(executor)
+    def one_pass(
+        make: Callable[[], SimpleExecutor | ExecutorGroup], before: Callable[[], None] | None
+    ) -> None:
+        subject = make()
+        if isinstance(subject, ExecutorGroup):
+            executors = list(subject.executors)
+            steps: tuple[Callable[[], object], ...] = (subject.start, subject.stop)
+            current.append(subject.stop)
+        else:
+            executors = [subject]
+            steps = (subject.start, subject.stop, subject.kill)
+            current.append(subject.kill)
+        tokens.extend(executor._uuid for executor in executors)
         if before is not None:
             before()
         INJECTOR.armed = True
         try:
-            for step in (executor.start, executor.stop, executor.kill):
+            for step in steps:
                 # ExecutorError: killed by the handler, or the timeout scenario.
                 with contextlib.suppress(ExecutorError):
                     step()
         except Exception as error:
-            problems.append(f"{type(executor).__name__}: raised {error!r}")
+            problems.append(f"{subject!r}: raised {error!r}")
         finally:
             INJECTOR.armed = False
             current.pop()
-        if executor.state in (State.STARTING, State.STOPPING):
-            problems.append(f"{executor!r} left in state {executor.state.value}")
+        for executor in executors:
+            if executor.state in (State.STARTING, State.STOPPING):
+                problems.append(f"{executor!r} left in state {executor.state.value}")
+            executor.kill()
 
     passes = 0
     for name, make, before in scenarios:

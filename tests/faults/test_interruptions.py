@@ -57,7 +57,13 @@ class TestLockSites:
         kinds = {line.split()[1] for line in lines if line.startswith("SITE")}
         assert kinds == {"gc", "signal", "self"}
         # The module locks the finalizers used to wait on, and the executor's own.
-        for expected in ("adapter/guard/registry.py", "adapter/guard/watchdog.py", "base.py"):
+        for expected in (
+            "adapter/guard/registry.py",
+            "adapter/guard/watchdog.py",
+            "adapter/run/reactor.py",
+            "base.py",
+            "group.py",
+        ):
             assert any(site.startswith(expected) for site in sites), sorted(sites)
         assert len(sites) >= 15, sorted(sites)
 
