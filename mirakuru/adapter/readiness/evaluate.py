@@ -336,7 +336,10 @@ def _with_deadline_reads(kind: type) -> type:
 def _deadline_tls(tls: ssl.SSLSocket, deadline: float) -> ssl.SSLSocket:
     """``tls`` with every later read bounded by ``deadline`` (its class changes, not the
     connection: the handshake is done, and the context, maybe the user's, is left alone)."""
-    tls.__class__ = _with_deadline_reads(type(tls))
+    try:
+        tls.__class__ = _with_deadline_reads(type(tls))
+    except TypeError:  # a context's own socket class with an odd layout: per-read limits
+        return tls
     tls.deadline = deadline  # type: ignore[attr-defined]
     return tls
 
