@@ -169,38 +169,48 @@ class Teardown:
 
     def _kill_tree(self, wait: bool, sig: int | None) -> None:
         chosen = check_signal("sig", self._kill_signal if sig is None else sig)
-        if not self._lock.acquire(blocking=wait):
-            self._kill_unlocked(chosen)
+        if wait:
+            with self._lock:
+                self._kill_locked(chosen, wait)
             return
-        try:
-            if wait and self._interrupt_start():
-                return
-            if self._gate.other_thread_starting():
-                self._kill_unlocked(chosen)  # the waiting start() sees the exit and cleans up
-                return
-            process = self.process
-            if process is None:
+        # Never waits, so holding Ctrl-C off costs nothing here, and it cannot land between
+        # taking the lock and the try that gives it back.
+        with interrupts.deferred():
+            if not self._lock.acquire(blocking=False):
+                self._kill_unlocked(chosen)
                 return
             try:
-                starting = self.state is State.STARTING
-                if not starting:
-                    self._fire(Trigger.STOP, f"kill with {signal_name(chosen)}")
-                if self._run is not None and not self._run.real:
-                    self._stop_stand_in(chosen)
-                    return
-                self.last_stop = kill_run(
-                    process, self._pidfd, chosen, self._signal_marked, self._claim, wait
-                )
-                self._clear_process()
-                if starting:
-                    self._fire(Trigger.FAIL, self._failure or f"killed with {signal_name(chosen)}")
-                else:
-                    self._fire(Trigger.FINISH, f"killed with {signal_name(chosen)}")
-            except BaseException as interruption:
-                self._cut_short(process, "kill", interruption)
-                raise
-        finally:
-            self._lock.release()
+                self._kill_locked(chosen, wait)
+            finally:
+                self._lock.release()
+
+    def _kill_locked(self, chosen: int, wait: bool) -> None:
+        if wait and self._interrupt_start():
+            return
+        if self._gate.other_thread_starting():
+            self._kill_unlocked(chosen)  # the waiting start() sees the exit and cleans up
+            return
+        process = self.process
+        if process is None:
+            return
+        try:
+            starting = self.state is State.STARTING
+            if not starting:
+                self._fire(Trigger.STOP, f"kill with {signal_name(chosen)}")
+            if self._run is not None and not self._run.real:
+                self._stop_stand_in(chosen)
+                return
+            self.last_stop = kill_run(
+                process, self._pidfd, chosen, self._signal_marked, self._claim, wait
+            )
+            self._clear_process()
+            if starting:
+                self._fire(Trigger.FAIL, self._failure or f"killed with {signal_name(chosen)}")
+            else:
+                self._fire(Trigger.FINISH, f"killed with {signal_name(chosen)}")
+        except BaseException as interruption:
+            self._cut_short(process, "kill", interruption)
+            raise
 
     def _operation(self, work: Callable[[], object], what: str) -> Self:
         """Run ``stop`` or ``kill``; interrupted (Ctrl-C), kill what is left before raising.

@@ -12,6 +12,8 @@ summary ``DONE <runs> <lines>``.
 
 from __future__ import annotations
 
+import dis
+import linecache
 import os
 import random
 import signal
@@ -37,6 +39,7 @@ SETTLE = 5.0
 MAX_RUNS = 3000
 
 Site = tuple[str, int]
+_NOP = dis.opmap["NOP"]
 
 
 class Interrupter:
@@ -45,22 +48,59 @@ class Interrupter:
     def __init__(self, done: set[Site]) -> None:
         self.done = done
         self.fired: Site | None = None
+        self.lines: dict[int, set[int]] = {}  # per running frame: the lines it has run
 
     def global_trace(self, frame: FrameType, event: str, arg: Any) -> Any:
         if self.fired is None and frame.f_code.co_filename.startswith(PACKAGE):
             return self.local_trace
         return None
 
+    def profile(self, frame: FrameType, event: str, arg: Any) -> None:
+        """Right after a C function called from our code returns (``lock.acquire()``, say):
+        where Python really checks for signals, before the result is even stored."""
+        if self.fired is not None or event != "c_return":
+            return
+        if not frame.f_code.co_filename.startswith(PACKAGE) or in_finalizer(frame):
+            return
+        name = getattr(arg, "__qualname__", None) or getattr(arg, "__name__", "?")
+        site = (f"{frame.f_code.co_filename[len(PACKAGE) :]}:{name}", frame.f_lineno)
+        if site not in self.done:
+            self.fired = site
+            self.done.add(site)
+            signal.raise_signal(signal.SIGINT)
+
     def local_trace(self, frame: FrameType, event: str, arg: Any) -> Any:
         if self.fired is not None:
             return None
+        if event == "return":
+            self.lines.pop(id(frame), None)
         if event == "line":
             site = (frame.f_code.co_filename[len(PACKAGE) :], frame.f_lineno)
+            ran = self.lines.setdefault(id(frame), set())
+            again = frame.f_lineno in ran
+            ran.add(frame.f_lineno)
+            if (again and leaving_with(frame)) or at_nop(frame):
+                return self.local_trace  # no signal is handled there (see both)
             if site not in self.done and not in_finalizer(frame):
                 self.fired = site
                 self.done.add(site)
                 signal.raise_signal(signal.SIGINT)
         return self.local_trace
+
+
+def leaving_with(frame: FrameType) -> bool:
+    """Whether a line seen again in ``frame`` is a ``with`` statement: the trace reports its
+    exit, which calls the lock's own ``__exit__`` before Python checks for signals (an
+    exception raised at that report would skip the release, as no real signal can)."""
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    return line.startswith(("with ", "async with "))
+
+
+def at_nop(frame: FrameType) -> bool:
+    """Whether the line starts with a NOP (``try:``, say): Python checks for signals on
+    calls and jumps back, never there; and an exception raised there by a trace function
+    can escape the ``with`` around it without its ``__exit__`` (CPython 3.11)."""
+    return frame.f_code.co_code[frame.f_lasti] == _NOP
 
 
 def in_finalizer(frame: FrameType | None) -> bool:
@@ -149,6 +189,35 @@ def check(
     return problems
 
 
+def held_locks(executor: SimpleExecutor) -> list[str]:
+    """The locks (the executor's and the process-wide ones) another thread cannot take
+    within a few seconds: one an interrupt left held would hang every later user."""
+    from mirakuru.adapter.guard import registry, watchdog
+    from mirakuru.adapter.run.reactor import reactor
+    from mirakuru.adapter.spawn import cgroup
+
+    locks: dict[str, Any] = {
+        "executor": executor._lock,
+        "registry": registry._lock,
+        "watchdog": watchdog._lock,
+        "reactor": reactor()._lock,
+        "cgroup": cgroup._worker_lock,
+    }
+    held: list[str] = []
+
+    def probe() -> None:
+        for name, lock in locks.items():
+            if lock.acquire(timeout=SETTLE):
+                lock.release()
+            else:
+                held.append(name)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    prober.join()
+    return held
+
+
 def one_run(
     make: Callable[[], SimpleExecutor], phase: str, done: set[Site]
 ) -> tuple[bool, list[str]]:
@@ -160,6 +229,7 @@ def one_run(
     before = len(executor.history)
     outcome = "completed"
     sys.settrace(interrupter.global_trace)
+    sys.setprofile(interrupter.profile)
     try:
         if phase == "start":
             executor.start()
@@ -170,8 +240,12 @@ def one_run(
     except BaseException as error:  # reported: only the interrupt may escape
         outcome = f"raised {error!r}"
     finally:
+        sys.setprofile(None)
         sys.settrace(None)
     problems = check(executor, phase, interrupter.fired, outcome, before)
+    held = held_locks(executor)
+    if held:
+        problems.append(f"{phase} at {interrupter.fired}: locks left held: {held}")
     try:
         executor.kill()
     except Exception as error:  # reported, and the run goes on

@@ -155,13 +155,15 @@ def _run(command: Callable[[], None]) -> None:
     """Run ``command`` under the lock now, or have the lock's holder run it: never wait."""
     _commands.put(command)
     while not _commands.empty():
-        if not _lock.acquire(blocking=False):
-            return  # the holder runs what is queued before it lets go (see below)
-        try:
-            with interrupts.deferred():  # a command cut in two would confuse the watchdog
+        # Ctrl-C held off: a command cut in two would confuse the watchdog, and one between
+        # acquire() and the try would keep the lock (and every later command) for good.
+        with interrupts.deferred():
+            if not _lock.acquire(blocking=False):
+                return  # the holder runs what is queued before it lets go (see below)
+            try:
                 _run_queued()
-        finally:
-            _lock.release()
+            finally:
+                _lock.release()
         # A command queued between our last look and the release: its caller found the
         # lock taken and left it to us, so look again.
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mirakuru.adapter import interrupts
 from mirakuru.adapter.spawn import procfs
 from mirakuru.adapter.spawn.procfs import forks_so_far
 
@@ -365,15 +366,19 @@ def _submit(job: Callable[[], Any]) -> None:
     """
     global _worker  # noqa: PLW0603 - one cgroup thread per process
     worker = _worker
-    if (worker is None or not worker.is_alive()) and _worker_lock.acquire(blocking=False):
-        # Not acquired: whoever holds it is starting the thread, which will find the job.
-        try:
-            if _worker is None or not _worker.is_alive():
-                worker = threading.Thread(target=_serve, name="mirakuru-cgroup", daemon=True)
-                worker.start()  # raises at interpreter shutdown: then nothing was queued
-                _worker = worker
-        finally:
-            _worker_lock.release()
+    if worker is None or not worker.is_alive():
+        with interrupts.deferred():  # Ctrl-C between acquire() and try would keep the lock
+            # Not acquired: whoever holds it is starting the thread, which will find the job.
+            if _worker_lock.acquire(blocking=False):
+                try:
+                    if _worker is None or not _worker.is_alive():
+                        worker = threading.Thread(
+                            target=_serve, name="mirakuru-cgroup", daemon=True
+                        )
+                        worker.start()  # raises at interpreter shutdown: nothing was queued
+                        _worker = worker
+                finally:
+                    _worker_lock.release()
     _jobs.put(job)
 
 
