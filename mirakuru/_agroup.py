@@ -29,7 +29,7 @@ class AsyncGroupMethods:
         _executors: list[SimpleExecutor]
         _after: dict[SimpleExecutor, tuple[SimpleExecutor, ...]]
         _started: list[SimpleExecutor]
-        _lock: threading.Lock
+        _lock: threading.RLock
 
         def _check_dependencies(self) -> None: ...
 

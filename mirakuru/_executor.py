@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -21,8 +23,14 @@ __all__ = [
     "check_signal",
     "legacy_timeout",
     "merge_popen_kwargs",
+    "operation_began",
+    "operation_depth",
+    "operation_ended",
+    "postpone",
     "wall_deadline",
 ]
+
+LOG = logging.getLogger("mirakuru.base")
 
 
 class _DefaultSleep(float):
@@ -90,3 +98,49 @@ class PopenSettings:
     stdout: Any
     stderr: Any
     extra: Mapping[str, Any]
+
+
+class _Operations(threading.local):
+    """This thread's public operations in progress (start, stop, kill), outermost first."""
+
+    depth = 0
+    #: A BaseException a state listener raised, held until the outermost operation ends.
+    postponed: BaseException | None = None
+
+
+_OPERATIONS = _Operations()
+
+
+def operation_depth() -> int:
+    """How many public operations run on this thread (0: none)."""
+    return _OPERATIONS.depth
+
+
+def operation_began(outer: int) -> None:
+    """An operation begins inside ``outer`` others (call it inside the operation's try)."""
+    _OPERATIONS.depth = outer + 1
+
+
+def operation_ended(outer: int, failing: BaseException | None = None) -> None:
+    """The operation begun inside ``outer`` others ended (raising ``failing``, if given);
+    the outermost one raises what a listener raised meanwhile. Safe to call twice."""
+    _OPERATIONS.depth = outer
+    postponed = _OPERATIONS.postponed
+    if outer > 0 or postponed is None:
+        return
+    _OPERATIONS.postponed = None
+    if failing is None or isinstance(failing, Exception):
+        raise postponed  # a listener's pytest.fail() or sys.exit() outranks our own errors
+    LOG.error("a state listener raised %r while %r was propagating", postponed, failing)
+
+
+def postpone(error: BaseException) -> bool:
+    """Hold a listener's ``error`` until the current operation has finished its work.
+
+    False when no operation runs on this thread (the reactor's): nobody would raise it.
+    """
+    if _OPERATIONS.depth == 0:
+        return False
+    if _OPERATIONS.postponed is None:
+        _OPERATIONS.postponed = error
+    return True

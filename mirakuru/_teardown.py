@@ -13,10 +13,18 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Self, cast
 
-from mirakuru._executor import check_signal
+from mirakuru._executor import (
+    check_signal,
+    operation_began,
+    operation_depth,
+    operation_ended,
+)
+from mirakuru.adapter import interrupts
+from mirakuru.adapter.guard import registry
 from mirakuru.adapter.teardown import terminate, tree
 from mirakuru.adapter.teardown.signalling import KILL_WAIT, KillPolicy, signal_name
 from mirakuru.adapter.teardown.stopping import (
@@ -33,7 +41,6 @@ from mirakuru.exceptions import ProcessFinishedWithError
 
 if TYPE_CHECKING:
     import subprocess
-    import threading
 
     from mirakuru.adapter.run.run import Run
     from mirakuru.adapter.teardown.stopping import StartGate
@@ -65,6 +72,7 @@ class Teardown:
         @property
         def state(self) -> State: ...
         def _fire(self, trigger: Trigger, detail: str | None = None) -> None: ...
+        def _note(self, detail: str, bounded: bool = False) -> None: ...
         def _clear_process(self) -> None: ...
         def output_tail(self) -> list[str]: ...
 
@@ -89,6 +97,17 @@ class Teardown:
         process killed by that signal reports). A process that had to be killed after
         the grace period is not an error.
         """
+        return self._operation(
+            lambda: self._stop_tree(stop_signal, expected_returncode, sig, exp_sig), "stop"
+        )
+
+    def _stop_tree(
+        self,
+        stop_signal: int | None,
+        expected_returncode: int | None,
+        sig: int | None,
+        exp_sig: int | None,
+    ) -> None:
         if sig is not None:
             stop_signal = sig
         if exp_sig is not None:
@@ -97,10 +116,10 @@ class Teardown:
             expected_returncode = -exp_sig
         with self._lock:
             if self._interrupt_start():
-                return self
+                return
             process = self.process
             if process is None:
-                return self
+                return
             chosen = check_signal(
                 "stop_signal", self._stop_signal if stop_signal is None else stop_signal
             )
@@ -108,32 +127,38 @@ class Teardown:
                 expected_returncode = self._expected_returncode
             if expected_returncode is None:
                 expected_returncode = -chosen
-            self._fire(Trigger.STOP, f"stop with {signal_name(chosen)}")
-            if self._run is not None and not self._run.real:
-                self._stop_stand_in(chosen)
-                return self
+            error = None
             try:
+                self._fire(Trigger.STOP, f"stop with {signal_name(chosen)}")
+                if self._run is not None and not self._run.real:
+                    self._stop_stand_in(chosen)
+                    return
                 report = self._terminate(chosen, self._timeouts.grace)
-            except BaseException as interruption:
-                # Interrupted (Ctrl-C): the tree already got the kill signal; reap it later.
-                terminate.reap_later(process)
+                exit_code = process.returncode
                 self._clear_process()
-                self._fire(Trigger.FAIL, f"stop interrupted by {type(interruption).__name__}")
+                error = self._stopped(report, exit_code, expected_returncode)
+            except BaseException as interruption:
+                self._cut_short(process, "stop", interruption)
                 raise
-            exit_code = process.returncode
-            self._clear_process()
-            if report.escalated or report.leftovers:
-                LOG.warning("stopping %s: %s", self, report.note(signal_name))
-            if report.escalated:
-                self._fire(Trigger.FINISH, report.note(signal_name))
-                return self
-            if exit_code is not None and exit_code not in (0, expected_returncode):
-                self._fire(Trigger.FAIL, f"exit code {exit_code}")
-                error = ProcessFinishedWithError(cast("SimpleExecutor", self), exit_code)
-                error.output_tail = self.output_tail()
-                raise error
+        if error is not None:
+            raise error
+
+    def _stopped(
+        self, report: StopReport, exit_code: int | None, expected: int
+    ) -> ProcessFinishedWithError | None:
+        """Record how the stop ended; the error to raise for an unexpected exit code."""
+        if report.escalated or report.leftovers:
+            LOG.warning("stopping %s: %s", self, report.note(signal_name))
+        if report.escalated:
+            self._fire(Trigger.FINISH, report.note(signal_name))
+        elif exit_code is not None and exit_code not in (0, expected):
+            self._fire(Trigger.FAIL, f"exit code {exit_code}")
+            error = ProcessFinishedWithError(cast("SimpleExecutor", self), exit_code)
+            error.output_tail = self.output_tail()
+            return error
+        else:
             self._fire(Trigger.FINISH, f"exit code {exit_code}")
-        return self
+        return None
 
     def kill(self, wait: bool = True, sig: int | None = None) -> Self:
         """Send the kill signal to the whole tree; with ``wait``, reap it (bounded).
@@ -141,25 +166,41 @@ class Teardown:
         ``wait=False`` never blocks: it signals and leaves the reaping to a background
         thread, even while another thread holds the executor (say, waiting in ``start()``).
         """
+        return self._operation(lambda: self._kill_tree(wait, sig), "kill")
+
+    def _kill_tree(self, wait: bool, sig: int | None) -> None:
         chosen = check_signal("sig", self._kill_signal if sig is None else sig)
-        if not self._lock.acquire(blocking=wait):
-            self._kill_unlocked(chosen)
-            return self
+        if wait:
+            with self._lock:
+                self._kill_locked(chosen, wait)
+            return
+        # Never waits, so holding Ctrl-C off costs nothing here, and it cannot land between
+        # taking the lock and the try that gives it back.
+        with interrupts.deferred():
+            if not self._lock.acquire(blocking=False):
+                self._kill_unlocked(chosen)
+                return
+            try:
+                self._kill_locked(chosen, wait)
+            finally:
+                self._lock.release()
+
+    def _kill_locked(self, chosen: int, wait: bool) -> None:
+        if wait and self._interrupt_start():
+            return
+        if self._gate.other_thread_starting():
+            self._kill_unlocked(chosen)  # the waiting start() sees the exit and cleans up
+            return
+        process = self.process
+        if process is None:
+            return
         try:
-            if wait and self._interrupt_start():
-                return self
-            if self._gate.other_thread_starting():
-                self._kill_unlocked(chosen)  # the waiting start() sees the exit and cleans up
-                return self
-            process = self.process
-            if process is None:
-                return self
             starting = self.state is State.STARTING
             if not starting:
                 self._fire(Trigger.STOP, f"kill with {signal_name(chosen)}")
             if self._run is not None and not self._run.real:
                 self._stop_stand_in(chosen)
-                return self
+                return
             self.last_stop = kill_run(
                 process, self._pidfd, chosen, self._signal_marked, self._claim, wait
             )
@@ -168,9 +209,102 @@ class Teardown:
                 self._fire(Trigger.FAIL, self._failure or f"killed with {signal_name(chosen)}")
             else:
                 self._fire(Trigger.FINISH, f"killed with {signal_name(chosen)}")
+        except BaseException as interruption:
+            self._cut_short(process, "kill", interruption)
+            raise
+
+    def _operation(self, work: Callable[[], object], what: str) -> Self:
+        """Run ``stop`` or ``kill``; interrupted (Ctrl-C), kill what is left before raising.
+
+        The outermost operation raises what a state listener raised during it.
+        """
+        outer = operation_depth()
+        try:
+            operation_began(outer)
+            work()
+            operation_ended(outer)
+        except BaseException as error:
+            if not isinstance(error, Exception) and self.process is not None:
+                if self._lock.acquire(blocking=False):
+                    try:
+                        self._cut_short(self.process, what, error)
+                    finally:
+                        self._lock.release()
+                elif self._run is not None and self._run.real:
+                    self._kill_unlocked(self._kill_signal)  # the lock's holder cleans up
+            operation_ended(outer, error)
+            raise
+        return self
+
+    def _cut_short(self, process: subprocess.Popen[str], what: str, cause: BaseException) -> None:
+        """A stop or kill was interrupted (Ctrl-C): kill whatever is left, record it."""
+        with interrupts.deferred():
+            if self.process is process:  # not forgotten yet
+                run = self._run
+                if run is not None and run.real and process.returncode is None:
+                    self._kill_unlocked(self._kill_signal)
+                    terminate.reap_later(process)
+                self._clear_process()
+        self._fire(Trigger.FAIL, f"{what} interrupted by {type(cause).__name__}")
+
+    def _guarded_start(self, body: Callable[[], Self]) -> Self:
+        """Run a start; if it raises (Ctrl-C included), leave nothing it spawned running."""
+        outer = operation_depth()
+        previous = self._run
+        try:
+            operation_began(outer)
+            started = body()
+            operation_ended(outer)
+            return started  # inside the try: an interrupt even here undoes the start
+        except BaseException as error:
+            me = threading.get_ident()
+            with self._lock:
+                run = self._run
+                ours = run is not None and run is not previous and run.spawner == me
+                half = self.state is State.STARTING and self._gate.starter in (None, me)
+                if self._gate.starter == me:
+                    self._gate.leave()
+                if ours or half:
+                    self._abort_start(error)
+            operation_ended(outer, error)
+            raise
+
+    def _abort_start(self, error: BaseException) -> None:
+        """Leave nothing running after a failed start, and record why."""
+        if self.process is not None:
+            self._failure = self._failure or f"start interrupted by {type(error).__name__}"
+            if self.state is State.RUNNING:  # readiness was recorded: this start failed
+                self._fire(Trigger.FAIL, self._failure)
+            try:
+                self.kill()
+            except Exception:
+                LOG.exception("cleaning up after a failed start of %s", self)
+        self._fire(Trigger.FAIL, self._failure or type(error).__name__)
+
+    def _exited_on_its_own(self, code: int) -> None:
+        """On the reactor thread: a running process exited (``code``) without being stopped."""
+        if not self._lock.acquire(blocking=False):
+            return  # someone is starting or stopping it right now: they record the end
+        try:
+            if self.process is None or self.state is not State.RUNNING:
+                return
+            # Launchers that daemonize exit 0 while the service lives on: not a failure.
+            if code != 0:
+                self._fire(Trigger.FAIL, f"exited on its own with code {code}")
+            else:
+                self._note(f"PID {self.process.pid} exited with status 0")
         finally:
             self._lock.release()
-        return self
+
+    def __del__(self) -> None:
+        # A running executor that is collected kills its tree without waiting. During
+        # interpreter shutdown modules may be half torn down: stay silent whatever fails.
+        try:
+            if self.__dict__.get("process") is not None and registry.owned_here(self):
+                with interrupts.deferred(later=True):  # a Ctrl-C here would be dropped
+                    self.kill(wait=False)
+        except Exception:  # noqa: S110 - nothing can be reported from a finalizer
+            pass
 
     def _interrupt_start(self) -> bool:
         """stop()/kill() from another thread while start() waits: cut it short, wait for it.

@@ -33,11 +33,12 @@ from mirakuru._executor import (
     PopenSettings,
     check_signal,
     legacy_timeout,
+    postpone,
 )
 from mirakuru._planning import StartPlanning
 from mirakuru._teardown import Teardown
 from mirakuru._waiting import Waiting
-from mirakuru.adapter import observers
+from mirakuru.adapter import interrupts, observers
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.guard import registry
 from mirakuru.adapter.posix import SIGKILL, check_platform
@@ -197,11 +198,26 @@ class SimpleExecutor(PublishedAttributes, StartPlanning, Waiting, Teardown, Asyn
         return self._pump.tail() if self._pump is not None else []
 
     def _fire(self, trigger: Trigger, detail: str | None = None) -> None:
-        if self._lifecycle.can(trigger):
-            try:
-                self._lifecycle.fire(trigger, monotonic(), detail)
-            except Exception:  # a listener's bug must not leave processes behind
-                LOG.exception("a state listener of %s failed", self)
+        # Every transition leaves a state the same trigger is not allowed from: if it still
+        # is, an interrupt (postponed by _told) came before the move, so make it again.
+        for _ in range(2):
+            if not self._lifecycle.can(trigger):
+                return
+            self._told(self._lifecycle.fire, trigger, monotonic(), detail)
+
+    def _note(self, detail: str, bounded: bool = False) -> None:
+        """Record ``detail`` in the history without changing state (``bounded``: one of a
+        series the service may send without end, see :meth:`Lifecycle.note`)."""
+        self._told(lambda: self._lifecycle.note(detail, monotonic(), bounded=bounded))
+
+    def _told(self, record: Callable[..., object], *args: Any) -> None:
+        try:
+            record(*args)  # which tells the listeners
+        except Exception:  # a listener's bug must not leave processes behind
+            LOG.exception("a state listener of %s failed", self)
+        except BaseException as error:  # pytest.fail(), Ctrl-C: raised once we are done
+            if not postpone(error):
+                LOG.error("a state listener of %s raised %r", self, error)
 
     # -- context managers -----------------------------------------------------------------
 
@@ -242,6 +258,9 @@ class SimpleExecutor(PublishedAttributes, StartPlanning, Waiting, Teardown, Asyn
 
     def start(self) -> Self:
         """Spawn the process (unless already spawned) and return at once."""
+        return self._guarded_start(self._start_now)
+
+    def _start_now(self) -> Self:
         with self._lock:
             if self.process is None:
                 self._spawn()
@@ -267,40 +286,27 @@ class SimpleExecutor(PublishedAttributes, StartPlanning, Waiting, Teardown, Asyn
         self._fire(Trigger.START)
         kwargs = self._popen_kwargs
         argv: Any = self.command if kwargs.get("shell") else list(self.command_parts)
-        try:
-            process = spawn(argv, kwargs, self._uuid)
-        except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
-            program = self.command if kwargs.get("shell") else str(self.command_parts[0])
-            self._fire(Trigger.FAIL, f"cannot run {program!r}")
-            raise spawn_error(self, error, program, kwargs.get("cwd")) from error
-        except BaseException as error:
-            self._fire(Trigger.FAIL, f"spawn failed: {error!r}")
-            raise
-        self.process = process
-        self._run = Run(process, output_limit=self._output_limit)
-        if self._run.real:  # a stand-in's PID is not ours to guard or signal
-            registry.track(self)
+        # Ctrl-C between Popen() and the lines that record the child would lose it.
+        with interrupts.deferred():
+            try:
+                process = spawn(argv, kwargs, self._uuid)
+            except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
+                program = self.command if kwargs.get("shell") else str(self.command_parts[0])
+                self._fire(Trigger.FAIL, f"cannot run {program!r}")
+                raise spawn_error(self, error, program, kwargs.get("cwd")) from error
+            except BaseException as error:
+                self._fire(Trigger.FAIL, f"spawn failed: {error!r}")
+                raise
+            self.process = process
+            self._run = Run(process, output_limit=self._output_limit)
+            if self._run.real:  # a stand-in's PID is not ours to guard or signal
+                registry.track(self)
         observers.notify_start(self)
 
     def _became_ready(self) -> None:
         self._fire(Trigger.READY)
         if self._run is not None and self.process is not None:
             self._run.hand_over_weakly(self._exited_on_its_own)
-
-    def _exited_on_its_own(self, code: int) -> None:
-        """On the reactor thread: a running process exited (``code``) without being stopped."""
-        if not self._lock.acquire(blocking=False):
-            return  # someone is starting or stopping it right now: they record the end
-        try:
-            if self.process is None or self.state is not State.RUNNING:
-                return
-            # Launchers that daemonize exit 0 while the service lives on: not a failure.
-            if code != 0:
-                self._fire(Trigger.FAIL, f"exited on its own with code {code}")
-            else:
-                self._lifecycle.note(f"PID {self.process.pid} exited with status 0", monotonic())
-        finally:
-            self._lock.release()
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -342,15 +348,18 @@ class SimpleExecutor(PublishedAttributes, StartPlanning, Waiting, Teardown, Asyn
 
     def _clear_process(self) -> None:
         """Forget the process: stop draining, close descriptors, disarm the deadline."""
-        self.process = None
-        self._budget = None
-        if self._run is not None:
-            # Keep the run's spools: they stay readable through output() until the next start.
-            self._run.close()
-            note = self._run.dropped_note()
-            if note is not None:
-                self._lifecycle.note(note, monotonic())
-        registry.forget(self)
+        note = None
+        with interrupts.deferred():  # all of it or none: an interrupt would retry nothing
+            self.process = None
+            self._budget = None
+            if self._run is not None:
+                # Keep the run's spools: they stay readable through output() until the next
+                # start.
+                self._run.close()
+                note = self._run.dropped_note()
+            registry.forget(self)
+        if note is not None:
+            self._note(note)
 
     def _release_output(self) -> None:
         """Free what the previous run printed; a new start begins a new record."""
@@ -375,16 +384,7 @@ class SimpleExecutor(PublishedAttributes, StartPlanning, Waiting, Teardown, Asyn
         """The process's standard error as a text stream (None when not captured)."""
         return self._reader("stderr")
 
-    # -- garbage collection and text ----------------------------------------------------
-
-    def __del__(self) -> None:
-        # A running executor that is collected kills its tree without waiting. During
-        # interpreter shutdown modules may be half torn down: stay silent whatever fails.
-        try:
-            if self.__dict__.get("process") is not None and registry.owned_here(self):
-                self.kill(wait=False)
-        except Exception:  # noqa: S110 - nothing can be reported from a finalizer
-            pass
+    # -- text ----------------------------------------------------------------------------
 
     def __str__(self) -> str:
         return f'<{type(self).__module__}.{type(self).__name__}: "{self.command}" {hex(id(self))}>'

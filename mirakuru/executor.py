@@ -32,7 +32,6 @@ from mirakuru.adapter.teardown.remains import anything_left
 from mirakuru.base import ENV_UUID, OUTPUT_END_GRACE, SimpleExecutor
 from mirakuru.core.budget import Budget
 from mirakuru.core.command import CommandLike
-from mirakuru.core.lifecycle import Trigger
 from mirakuru.core.outcome import (
     exited_note,
     launcher_exit_note,
@@ -250,12 +249,6 @@ class Executor(SimpleExecutor):
         # Bounded: a service (or anything it runs) may send STATUS= without end.
         self._note(f"STATUS={status}", bounded=True)
 
-    def _note(self, detail: str, bounded: bool = False) -> None:
-        try:
-            self._lifecycle.note(detail, monotonic(), bounded=bounded)
-        except Exception:
-            LOG.exception("a state listener of %s failed", self)
-
     def _stock_readiness(self) -> bool:
         return type(self).after_start_check is Executor.after_start_check
 
@@ -273,6 +266,9 @@ class Executor(SimpleExecutor):
         The lock is not held while waiting: ``stop()`` or ``kill()`` from another thread
         cuts the wait short, and ``start()`` then raises :class:`ExecutorError`.
         """
+        return self._guarded_start(self._start_and_wait)
+
+    def _start_and_wait(self) -> Self:
         with self._lock:
             if self._gate.other_thread_starting():
                 return self._await_other_start()
@@ -284,10 +280,11 @@ class Executor(SimpleExecutor):
             ):
                 self.after_start_check()  # raises NotImplementedError before spawning
             self._findings = Findings()  # the check before spawning is this start's first
+            began = monotonic()
             if self.pre_start_check():
                 raise AlreadyRunning(self)
             self._spawn()
-            self._set_timeout()
+            self._arm_deadline(began)
             run = self._run
             self._gate.enter()
         try:
@@ -308,6 +305,14 @@ class Executor(SimpleExecutor):
         finally:
             self._gate.leave()
         return self
+
+    def _arm_deadline(self, began: float) -> None:
+        """The one start-up deadline, counted from ``began``: looking for a service that
+        already runs (a name lookup that stalls, say) is part of the start-up too."""
+        if type(self)._set_timeout is SimpleExecutor._set_timeout:
+            self._budget = Budget.starting_at(began, self._timeout)
+        else:
+            self._set_timeout()  # a subclass's own, called as it always was
 
     def _surely_refused(self) -> Callable[[], bool] | None:
         """A ~30 us "not ready yet" for polled ports, if the stock checks are in use."""
@@ -348,15 +353,8 @@ class Executor(SimpleExecutor):
         return self
 
     def _abort_start(self, error: BaseException) -> None:
-        """Leave nothing running after a failed start, and record why."""
         self._wiring.close()
-        if self.process is not None:
-            self._failure = self._failure or f"start interrupted by {type(error).__name__}"
-            try:
-                self.kill()
-            except Exception:
-                LOG.exception("cleaning up after a failed start of %s", self)
-        self._fire(Trigger.FAIL, self._failure or type(error).__name__)
+        super()._abort_start(error)
 
     def check_subprocess(self) -> bool:
         """Fail at once if the process died with an error; else ask after_start_check.

@@ -36,7 +36,8 @@ class ExecutorGroup(AsyncGroupMethods):
         self._executors: list[SimpleExecutor] = []
         self._after: dict[SimpleExecutor, tuple[SimpleExecutor, ...]] = {}
         self._started: list[SimpleExecutor] = []
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler may stop the group while this thread is inside start().
+        self._lock = threading.RLock()
         for executor in executors:
             self.add(executor)
         for executor, needs in (after or {}).items():

@@ -8,7 +8,16 @@ import attrs
 
 from mirakuru.core.validate import check_duration
 
-__all__ = ["Budget", "Timeouts"]
+__all__ = ["FOREVER", "Budget", "Timeouts", "unlimited"]
+
+#: Limits of at least this many seconds (about 31 years; ``math.inf`` too) mean "no limit":
+#: no deadline that far away can be told from none, and no system call can wait that long.
+FOREVER = 1e9
+
+
+def unlimited(seconds: float | None) -> bool:
+    """Whether a time limit means "no limit": ``None``, infinite, or :data:`FOREVER` or more."""
+    return seconds is None or seconds >= FOREVER
 
 
 @attrs.frozen(slots=True)
@@ -25,7 +34,7 @@ class Budget:
     def starting_at(cls, now: float, timeout: float | None) -> Budget:
         """A budget of ``timeout`` seconds from ``now`` (unbounded for ``None``)."""
         check_duration("timeout", timeout, allow_none=True)
-        if timeout is None or math.isinf(timeout):
+        if timeout is None or unlimited(timeout):
             return cls(None)
         return cls(now + timeout)
 

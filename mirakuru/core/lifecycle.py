@@ -184,7 +184,9 @@ class Lifecycle:
     def fire(self, trigger: Trigger, at: float, detail: str | None = None) -> StateChange:
         """Move along ``trigger``, record the change and tell the listeners.
 
-        Raises :class:`IllegalTransition` when the table does not allow it.
+        Raises :class:`IllegalTransition` when the table does not allow it. A listener's
+        ``Exception`` becomes a :class:`ListenerFailed` warning; anything else it raises
+        (``pytest.fail()``, ``SystemExit``) is raised once every listener was told.
         """
         source = _STATES[self._state]
         # The machine is the one place that enforces the table; NOTIFY is none of its events.
@@ -229,6 +231,7 @@ class Lifecycle:
         self._history.append(change)
         if not self._listeners:
             return change
+        stopper: BaseException | None = None
         for listener in tuple(self._listeners):
             try:
                 listener(change)
@@ -239,6 +242,10 @@ class Lifecycle:
                     ListenerFailed,
                     stacklevel=2,
                 )
+            except BaseException as error:  # pytest.fail(), sys.exit(): it must propagate,
+                stopper = stopper or error  # but only once every listener has heard
+        if stopper is not None:
+            raise stopper
         return change
 
     def add_listener(self, listener: Listener) -> None:

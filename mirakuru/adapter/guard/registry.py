@@ -47,7 +47,10 @@ class Killable(Protocol):
         ...
 
 
-_lock = threading.Lock()
+# Re-entrant: a finalizer or signal handler that stops an executor (forget) may run on a
+# thread that is inside track() or running(); every section is a few independent dict and
+# set operations, consistent between any two of them.
+_lock = threading.RLock()
 # Weak references: an executor that is collected kills its own tree in __del__.
 _running: weakref.WeakValueDictionary[int, Killable] = weakref.WeakValueDictionary()
 _tokens: set[str] = set()
@@ -141,7 +144,7 @@ def install(cleanup: Callable[[], None]) -> None:
 def _forget_after_fork() -> None:
     """In a forked child: the parent's executors, tokens and services are not ours."""
     global _lock  # noqa: PLW0603 - the parent's lock may have been held at fork
-    _lock = threading.Lock()
+    _lock = threading.RLock()
     _running.clear()
     _tokens.clear()
     _processes.clear()

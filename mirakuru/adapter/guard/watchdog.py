@@ -25,14 +25,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import select
 import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 
 import attrs
 
+from mirakuru.adapter import interrupts
 from mirakuru.adapter.capabilities import capabilities
 from mirakuru.adapter.spawn import identity, procfs
 
@@ -66,7 +69,12 @@ class _Service:
     started: float | None
 
 
+# Commands run one at a time, in order, by whichever thread holds the lock; a caller that
+# finds it taken queues its command for the holder instead of waiting. A finalizer or a
+# signal handler that stops an executor (unregister) may run on a thread that is inside
+# register() already: waiting there for the lock would wait for itself, for ever.
 _lock = threading.Lock()
+_commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
 _link: _Link | None = None
 _registered: dict[str, _Service] = {}
 _disabled = False
@@ -85,15 +93,19 @@ def disable() -> None:
 
     A running watchdog is told to exit without killing anything.
     """
-    global _disabled, _link  # noqa: PLW0603 - one watchdog per process
-    with _lock:
-        _disabled = True
+    global _disabled  # noqa: PLW0603 - one watchdog per process
+    _disabled = True
+
+    def command() -> None:
+        global _link
         _registered.clear()
         link, _link = _link, None
-    if link is not None and link.owner == os.getpid():
-        with contextlib.suppress(OSError):
-            link.sock.send(b"q", _SEND_FLAGS)
-        _close(link, wait=1.0)
+        if link is not None and link.owner == os.getpid():
+            with contextlib.suppress(OSError):
+                link.sock.send(b"q", _SEND_FLAGS)
+            _close(link, wait=1.0)
+
+    _run(command)
 
 
 def register(
@@ -112,19 +124,69 @@ def register(
     if not enabled() or not _usable(token) or (cgroup is not None and not _usable(cgroup)):
         return
     leader = _pid_of(pidfd) if pidfd is not None else None
-    with _lock:
-        service = _registered[token] = _Service(pgid, cgroup, leader, started)
-        _deliver(_plus(token, service), pidfd)
+    service = _Service(pgid, cgroup, leader, started)
+    # Our own copy: the command may run after the caller has closed theirs.
+    own = _duplicate(pidfd)
+
+    def command() -> None:
+        try:
+            _registered[token] = service
+            _deliver(_plus(token, service), own)
+        finally:
+            _close_fd(own)
+
+    _run(command)
 
 
 def unregister(token: str) -> None:
     """The service with ``token`` is gone: nothing of it is left to kill."""
-    with _lock:
+
+    def command() -> None:
         if _registered.pop(token, None) is None:
             return
         link = _link
         if link is not None and link.owner == os.getpid():
             _deliver(f"- {token}".encode(), None)
+
+    _run(command)
+
+
+def _run(command: Callable[[], None]) -> None:
+    """Run ``command`` under the lock now, or have the lock's holder run it: never wait."""
+    _commands.put(command)
+    while not _commands.empty():
+        # Ctrl-C held off: a command cut in two would confuse the watchdog, and one between
+        # acquire() and the try would keep the lock (and every later command) for good.
+        with interrupts.deferred():
+            if not _lock.acquire(blocking=False):
+                return  # the holder runs what is queued before it lets go (see below)
+            try:
+                _run_queued()
+            finally:
+                _lock.release()
+        # A command queued between our last look and the release: its caller found the
+        # lock taken and left it to us, so look again.
+
+
+def _run_queued() -> None:
+    while True:
+        try:
+            command = _commands.get_nowait()
+        except queue.Empty:
+            return
+        try:
+            command()
+        except Exception:  # one failed command must not stop the others
+            LOG.debug("mirakuru watchdog command failed", exc_info=True)
+
+
+def _duplicate(fd: int | None) -> int | None:
+    if fd is None:
+        return None
+    try:
+        return os.dup(fd)
+    except OSError:
+        return None
 
 
 def release_at_exit() -> None:
@@ -338,8 +400,9 @@ def _close_fd(fd: int | None) -> None:
 
 def _forget_after_fork() -> None:
     """In a forked child: the parent's watchdog is not ours, and its socket must close here."""
-    global _lock, _link  # noqa: PLW0603 - one watchdog per process
+    global _lock, _commands, _link  # noqa: PLW0603 - one watchdog per process
     _lock = threading.Lock()
+    _commands = queue.SimpleQueue()
     link, _link = _link, None
     _registered.clear()
     if link is not None:

@@ -14,13 +14,14 @@ import os
 import select
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import ssl
 
 from mirakuru.adapter.clock import monotonic
-from mirakuru.adapter.readiness import sockdiag
+from mirakuru.adapter.readiness import names, sockdiag
+from mirakuru.adapter.readiness.deadline import DeadlineSocket, deadline_tls, left
 from mirakuru.adapter.readiness.findings import ANSWER, Findings, Note
 from mirakuru.adapter.readiness.findings import connect_failure as _connect_failure
 from mirakuru.adapter.readiness.findings import quiet as _quiet
@@ -94,8 +95,8 @@ class _Target:
 
     __slots__ = ("addresses", "connected_at", "questions")
 
-    def __init__(self, host: str, port: int) -> None:
-        self.addresses = tuple(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+    def __init__(self, host: str, port: int, addresses: names.Answer) -> None:
+        self.addresses = addresses
         hosts = [(family, str(address[0])) for family, _, _, _, address in self.addresses]
         questions = [
             sockdiag.listener_question(family, host, port) if _is_loopback(family, host) else None
@@ -127,11 +128,20 @@ def _is_loopback(family: int, host: str) -> bool:
     return family == socket.AF_INET6 and (host == "::1" or host.startswith("::ffff:127."))
 
 
-@functools.lru_cache(maxsize=256)
-def _target(host: str, port: int) -> _Target:
-    # Polling resolves the same name hundreds of times a second: once is enough (a failure
-    # raises, so it is not cached and is tried again).
-    return _Target(host, port)
+_targets: dict[tuple[str, int], _Target] = {}
+
+
+def _target(host: str, port: int, timeout: float = 0.0) -> _Target:
+    """The target, resolved once for the process; an ``OSError`` while the name does not
+    resolve or its lookup takes longer than ``timeout`` (see :mod:`names`)."""
+    # Polling asks hundreds of times a second: a dict lookup, and a name lookup only once.
+    target = _targets.get((host, port))
+    if target is None:
+        target = _Target(host, port, names.resolve(host, port, timeout))
+        if len(_targets) >= 256:
+            _targets.clear()  # more targets than any run polls: start over
+        _targets[(host, port)] = target
+    return target
 
 
 def _surely_refused(host: str, port: int) -> bool:
@@ -139,7 +149,7 @@ def _surely_refused(host: str, port: int) -> bool:
     try:
         return _target(host, port).surely_refused()
     except OSError:
-        return False  # the connect then fails to resolve, as it should
+        return False  # not resolved yet: the attempt waits for the lookup, as it may
 
 
 def refusal(probe: Probe) -> Callable[[], bool] | None:
@@ -168,8 +178,8 @@ def refusal(probe: Probe) -> Callable[[], bool] | None:
         return None
     try:
         target = _target(host, port)
-    except OSError:
-        return None
+    except OSError:  # a name still being looked up: the gate works once it resolves
+        return lambda: _surely_refused(host, port)
     return target.surely_refused if target.questions else None
 
 
@@ -177,7 +187,7 @@ def _connect(host: str, port: int, timeout: float, note: Note = _quiet) -> socke
     """A connected TCP socket to the first address that accepts, or None (and ``note``
     is told why)."""
     try:
-        target = _target(host, port)
+        target = _target(host, port, timeout)
     except OSError as error:
         note(f"cannot resolve {host!r}: {error.strerror or error}")
         return None
@@ -297,26 +307,6 @@ def _unverified_context() -> ssl.SSLContext:
     return context
 
 
-class _DeadlineSocket(socket.socket):
-    """A socket whose reads share one deadline: a server sending a byte at a time cannot
-    stretch an attempt past it (a per-read timeout restarts with every byte)."""
-
-    deadline = 0.0
-
-    @classmethod
-    def adopt(cls, sock: socket.socket, deadline: float) -> _DeadlineSocket:
-        timed = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
-        timed.deadline = deadline
-        return timed
-
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        left = self.deadline - monotonic()
-        if left <= 0:
-            raise TimeoutError("the HTTP answer did not arrive within the attempt's time")
-        self.settimeout(left)
-        return super().recv_into(buffer, nbytes, flags)
-
-
 @functools.lru_cache(maxsize=256)
 def _endpoint(url: str) -> tuple[str, int, bool]:
     # Parsed once per URL, not on every attempt: polling a refused port every few ms made
@@ -332,6 +322,7 @@ def http_ready(probe: Http, timeout: float, note: Note = _quiet) -> bool:
     """Whether one request answers with a matching status, within ``timeout``."""
     host, port, secure = _endpoint(probe.url)
     limit = max(timeout, 0.001)
+    deadline = monotonic() + limit  # one for the whole attempt: connect, handshake, reads
     # Connect first: while nothing listens, an attempt costs one refused connect rather
     # than an HTTP client's worth of work, so polling stays cheap and can stay fast.
     sock = _connect(host, port, limit, note)
@@ -348,14 +339,16 @@ def http_ready(probe: Http, timeout: float, note: Note = _quiet) -> bool:
         context = probe.ssl_context or _unverified_context()
         connection = http.client.HTTPSConnection(host, port, timeout=limit, context=context)
         try:
-            connection.sock = context.wrap_socket(sock, server_hostname=host)
+            sock.settimeout(left(deadline))  # the handshake's reads share the deadline too
+            tls = context.wrap_socket(sock, server_hostname=host)
         except (OSError, ValueError) as error:
             note(f"TLS handshake failed: {error}")
             sock.close()
             return False
+        connection.sock = deadline_tls(tls, deadline)
     else:
         connection = http.client.HTTPConnection(host, port, timeout=limit)
-        connection.sock = _DeadlineSocket.adopt(sock, monotonic() + limit)
+        connection.sock = DeadlineSocket.adopt(sock, deadline)
     target = parts.path or "/"
     if parts.query:
         target = f"{target}?{parts.query}"

@@ -68,7 +68,7 @@ class DirectoryWatch:
 
 
 _closing: queue.SimpleQueue[int] | None = None
-_closing_lock = threading.Lock()
+_closing_lock = threading.RLock()  # re-entrant: see _close_later
 
 
 def _close_later(fd: int) -> None:
@@ -78,13 +78,17 @@ def _close_later(fd: int) -> None:
     here: paid by the caller, it would come straight out of the detection lag.
     """
     global _closing  # noqa: PLW0603 - one closer thread per process
-    with _closing_lock:
-        if _closing is None:
-            _closing = queue.SimpleQueue()
-            threading.Thread(
-                target=_closer, args=(_closing,), name="mirakuru-inotify-closer", daemon=True
-            ).start()
-        _closing.put(fd)
+    closing = _closing
+    if closing is None:
+        with _closing_lock:
+            if _closing is None:
+                fds: queue.SimpleQueue[int] = queue.SimpleQueue()
+                threading.Thread(
+                    target=_closer, args=(fds,), name="mirakuru-inotify-closer", daemon=True
+                ).start()
+                _closing = fds
+            closing = _closing
+    closing.put(fd)  # SimpleQueue.put is safe even from a finalizer or signal handler
 
 
 def _closer(fds: queue.SimpleQueue[int]) -> None:
@@ -99,7 +103,7 @@ def _forget_after_fork() -> None:
     would serve only collects descriptors; the first close in the child starts a new one."""
     global _closing, _closing_lock  # noqa: PLW0603 - one closer thread per process
     _closing = None
-    _closing_lock = threading.Lock()  # the parent may have held it at the fork
+    _closing_lock = threading.RLock()  # the parent may have held it at the fork
 
 
 if hasattr(os, "register_at_fork"):

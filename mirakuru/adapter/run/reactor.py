@@ -16,6 +16,8 @@ import select
 import threading
 from collections.abc import Callable
 
+from mirakuru.adapter import interrupts
+
 __all__ = ["EXIT_POLL_INTERVAL", "Reactor", "reactor"]
 
 LOG = logging.getLogger(__name__)
@@ -35,7 +37,9 @@ class Reactor:
     """Dispatches readiness of registered descriptors to handlers on one thread."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # held while a handler runs: remove() waits for it
+        # Held while a handler runs: remove() waits for it. Re-entrant: a finalizer that
+        # stops an executor (remove) may run on a thread that is inside add().
+        self._lock = threading.RLock()
         self._handlers: dict[int, Handler] = {}
         self._pollers: dict[object, Poller] = {}
         self._dirty = True
@@ -71,15 +75,16 @@ class Reactor:
             self._handlers.pop(fd, None)
             self._dirty = True
             return
-        if not self._lock.acquire(timeout=_REMOVE_WAIT):
-            LOG.error("mirakuru reactor busy for %s s; dropping fd %d anyway", _REMOVE_WAIT, fd)
-            self._handlers.pop(fd, None)
-            return
-        try:
-            self._handlers.pop(fd, None)
-            self._dirty = True
-        finally:
-            self._lock.release()
+        with interrupts.deferred():  # Ctrl-C between acquire() and try would keep the lock
+            if not self._lock.acquire(timeout=_REMOVE_WAIT):
+                LOG.error("mirakuru reactor busy for %s s; dropping fd %d anyway", _REMOVE_WAIT, fd)
+                self._handlers.pop(fd, None)
+                return
+            try:
+                self._handlers.pop(fd, None)
+                self._dirty = True
+            finally:
+                self._lock.release()
         self._wake()
 
     def remove_poller(self, key: object) -> None:
@@ -157,7 +162,7 @@ class _Current:
     """This process's reactor (a class attribute, so a fork handler can reset it)."""
 
     reactor: Reactor | None = None
-    lock = threading.Lock()
+    lock = threading.RLock()
 
 
 def reactor() -> Reactor:
@@ -173,7 +178,7 @@ def reactor() -> Reactor:
 
 def _after_fork_in_child() -> None:
     inherited, _Current.reactor = _Current.reactor, None
-    _Current.lock = threading.Lock()
+    _Current.lock = threading.RLock()
     if inherited is not None:
         inherited.close_inherited()
 

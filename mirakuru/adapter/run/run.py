@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from mirakuru.adapter.clock import wait_slice
 from mirakuru.adapter.run.pump import DEFAULT_LIMIT, OutputPump
 from mirakuru.adapter.run.reactor import reactor
 from mirakuru.adapter.run.sources import EventSource, Hint
@@ -42,6 +43,8 @@ class Run:
         self, process: subprocess.Popen[Any], output_limit: int | None = DEFAULT_LIMIT
     ) -> None:
         self.process = process
+        #: The thread that spawned the process (a start it interrupts must undo it).
+        self.spawner = threading.get_ident()
         #: A stand-in for Popen (a test's mock) is driven only through its own methods.
         self.real = isinstance(process, _REAL_POPEN)
         self.pidfd = open_pidfd(process.pid) if self.real else None
@@ -192,7 +195,7 @@ class Run:
         extra check, never a missed event.
         """
         if (self._events, self._hints) == seen and not self.stopping:
-            self._signal.acquire(True, -1 if timeout is None else max(0.0, timeout))
+            self._signal.acquire(True, -1 if timeout is None else wait_slice(timeout))
         return self._events, self._hints
 
     @contextlib.contextmanager

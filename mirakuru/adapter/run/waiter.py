@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from mirakuru.adapter.clock import monotonic
+from mirakuru.adapter.clock import monotonic, wait_slice
 from mirakuru.adapter.run.sources import EventSource
 from mirakuru.core.budget import Budget
 from mirakuru.core.engine import CHECK, Decision, Finish, Wait, WaitEngine, overtime_budget
@@ -61,7 +61,7 @@ class PollWakeups:
         self.served = 0.0
 
     def wait(self, timeout: float) -> bool:
-        events = self._poller.poll(_milliseconds(timeout))
+        events = self._poller.poll(_milliseconds(wait_slice(timeout)))
         began = self._cost_clock()
         hinted = False
         for fd, _ in events:

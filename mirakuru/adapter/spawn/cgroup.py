@@ -10,6 +10,7 @@ writable cgroup v2 hierarchy is mounted (as root, or with a delegated subtree); 
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import os
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from mirakuru.adapter import interrupts
 from mirakuru.adapter.spawn import procfs
 from mirakuru.adapter.spawn.procfs import forks_so_far
 
@@ -141,7 +143,7 @@ def available() -> bool:
 _GUARD_WAIT = 10.0
 #: How long start() waits for the cgroup thread to begin a move (a thread switch, normally).
 _HANDOFF_WAIT = 0.1
-_LOCK_TYPE = type(threading.Lock())
+_LOCK_TYPE = _thread.LockType
 
 
 class Cgroup:
@@ -358,14 +360,27 @@ _worker_lock = threading.Lock()
 
 
 def _submit(job: Callable[[], Any]) -> None:
-    """Run ``job`` on the one cgroup thread (started on first use), in submission order."""
+    """Run ``job`` on the one cgroup thread (started on first use), in submission order.
+
+    Never waits for a lock: a finalizer or signal handler (a stop) may call this on a thread
+    that is inside it already.
+    """
     global _worker  # noqa: PLW0603 - one cgroup thread per process
-    with _worker_lock:
-        if _worker is None or not _worker.is_alive():
-            worker = threading.Thread(target=_serve, name="mirakuru-cgroup", daemon=True)
-            worker.start()  # raises at interpreter shutdown: then nothing was queued
-            _worker = worker
-        _jobs.put(job)
+    worker = _worker
+    if worker is None or not worker.is_alive():
+        with interrupts.deferred():  # Ctrl-C between acquire() and try would keep the lock
+            # Not acquired: whoever holds it is starting the thread, which will find the job.
+            if _worker_lock.acquire(blocking=False):
+                try:
+                    if _worker is None or not _worker.is_alive():
+                        worker = threading.Thread(
+                            target=_serve, name="mirakuru-cgroup", daemon=True
+                        )
+                        worker.start()  # raises at interpreter shutdown: nothing was queued
+                        _worker = worker
+                finally:
+                    _worker_lock.release()
+    _jobs.put(job)
 
 
 def _serve() -> None:

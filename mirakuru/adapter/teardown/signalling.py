@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from mirakuru.adapter import interrupts
 from mirakuru.adapter.posix import SIGKILL
 from mirakuru.adapter.spawn import identity
 from mirakuru.adapter.spawn.process import send_signal
@@ -124,14 +125,18 @@ class Leader:
         # unreaped, no stranger can own a group with that ID. Popen's own lock keeps a
         # concurrent poll() from reaping the child between our check and the signal.
         lock = getattr(self.process, "_waitpid_lock", None)
-        if lock is None or not lock.acquire(timeout=0.1):
+        if lock is None:
             return False
-        try:
-            if not self.running() or _reaped_behind_our_back(self.pidfd):
+        # Ctrl-C between acquire() and the try would keep Popen's lock: poll() would hang.
+        with interrupts.deferred():
+            if not lock.acquire(timeout=0.1):
                 return False
-            return tree.signal_group(self.pid, sig)
-        finally:
-            lock.release()
+            try:
+                if not self.running() or _reaped_behind_our_back(self.pidfd):
+                    return False
+                return tree.signal_group(self.pid, sig)
+            finally:
+                lock.release()
 
     def reap(self, timeout: float) -> int | None:
         """Collect the child's exit status, waiting at most ``timeout``; None if it lives."""

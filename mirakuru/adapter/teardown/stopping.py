@@ -14,6 +14,7 @@ from mirakuru.adapter.run.run import Run
 from mirakuru.adapter.teardown import terminate, tree
 from mirakuru.adapter.teardown.signalling import KILL_WAIT, KillPolicy, Leader, SignalMarked
 from mirakuru.adapter.teardown.terminate import StopReport
+from mirakuru.core.budget import unlimited
 
 __all__ = [
     "START_OWNER",
@@ -153,7 +154,8 @@ class StartGate:
 
     def _wait_done(self, timeout: float | None) -> bool:
         done = self._done
-        return done is None or done.wait(timeout)
+        # Event.wait() overflows on huge timeouts; None is its own "no limit".
+        return done is None or done.wait(None if unlimited(timeout) else timeout)
 
     def other_thread_starting(self) -> bool:
         """Whether a thread other than this one waits in start()."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 import psutil
 
 from mirakuru.adapter.capabilities import capabilities
-from mirakuru.adapter.clock import monotonic
+from mirakuru.adapter.clock import monotonic, wait_slice
 from mirakuru.adapter.spawn.process import open_pidfd
 from mirakuru.adapter.spawn.procfs import read as _read
 from mirakuru.adapter.spawn.procfs import stat_fields
@@ -376,7 +376,7 @@ def wait_gone(
         if remaining <= 0 or not (watched or blind):
             break
         budget = min(remaining, pause) if blind else remaining
-        for fd, _ in poller.poll(_milliseconds(budget)):
+        for fd, _ in poller.poll(_milliseconds(wait_slice(budget))):
             poller.unregister(fd)
             watched.pop(fd, None)
         pause = min(pause * 2, 0.05)
