@@ -85,9 +85,9 @@ class TestChecks:
         So the real count falls short of the plain simulation (5-30 % measured), never
         exceeds it by more than one, and its quickest settled pause is the simulated
         4 ms. Given the measured mean lateness as each check's duration, the simulation
-        makes the real count within a fifth, plus two, when quiet (a third plus three is asserted): the lateness is not the same for
-        every turn (a stall of one turn of 20 ms is spread evenly by the mean), and the
-        few turns of the ramp are not settled ones.
+        makes the real count within a fifth, plus two, when quiet (a third plus three is
+        asserted): the lateness is not the same for every turn (a stall of one turn of
+        20 ms is spread evenly by the mean), and the few turns of the ramp are not settled.
         """
         mark = tmp_path / "listening"
         port = free_port()
