@@ -346,6 +346,9 @@ def attach(
                 sock.close()
                 tail = answer.get("tail", ())
                 raise KeptFailed(answer["message"], tail, answer.get("timeout", False))
+            if answer["event"] == "unkept":
+                sock.close()
+                raise ReuseUnavailable(answer["why"])
             problem = "refused" if answer["event"] == "refused" else _verify(answer["services"])
             if problem is None:
                 return Lease(state, sock, answer, timeout)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import select
 import socket
@@ -282,11 +283,20 @@ class Keeper:
             timeout = type(failure.error).__name__ == "TimeoutExpired"
             client.send(event="failed", message=str(failure), tail=tail, timeout=timeout)
             return
+        order = self.run.spec.order(names)
+        strangers = {name: self._owner(name) for name in order}
+        strangers = {n: uid for n, uid in strangers.items() if uid not in (None, os.geteuid())}
+        if strangers:
+            # It switched users (setpriv, su, a daemon that drops privileges): a process of
+            # another user is never handed to a test run as ours.
+            self._forget(self.run.remove(started))
+            name, uid = next(iter(strangers.items()))
+            client.send(event="unkept", why=f"{name} runs as uid {uid}, not as us")
+            return
         now = time.time()
         for name in started:
             self.fingerprints[name] = self.run.spec.fingerprint(name, self.version)
             self.kept_since[name] = now
-        order = self.run.spec.order(names)
         for name in order:
             self.last_use[name] = now
         client.holds = tuple(sorted({*client.holds, *order}))
@@ -320,6 +330,16 @@ class Keeper:
         passed = attempt(probe, lambda own: min(own or PROBE_AGAIN, PROBE_AGAIN), _seen)
         return Kept(fingerprint, alive, passed)
 
+    def _owner(self, name: str) -> int | None:
+        """The user ID of service ``name``'s process (None without one)."""
+        process = self.run[name].process
+        if process is None or self.run.status(name) not in _ALIVE:
+            return None
+        try:
+            return int(psutil.Process(process.pid).uids().real)
+        except psutil.Error:
+            return None
+
     def _same_process(self, name: str) -> bool:
         executor = self.run[name]
         process = executor.process
@@ -331,10 +351,7 @@ class Keeper:
                 return False
             if pinned.group is not None and not pinned.group.holds(process.pid):
                 return False
-        try:
-            return bool(psutil.Process(process.pid).uids().real == os.geteuid())
-        except psutil.Error:
-            return False
+        return self._owner(name) == os.geteuid()
 
     def _record(self, name: str) -> dict[str, Any]:
         executor = self.run[name]
@@ -366,6 +383,8 @@ class Keeper:
             print(f"{time.strftime('%H:%M:%S')} unused for {self.idle:g} s: {', '.join(names)}")
             self._forget(self.run.remove(names))
             self.recorder.write()
+            if not len(self.run):
+                self.quiet_since = -math.inf  # it kept something, and nobody wants it now
 
 
 def _seen(_: object) -> bool:

@@ -206,7 +206,7 @@ def _dependents_first(
 def expired(last_use: Mapping[str, float | None], idle: float, now: float) -> tuple[str, ...]:
     """The services nobody has used for ``idle`` seconds at ``now`` (None: in use now)."""
     return tuple(
-        sorted(name for name, when in last_use.items() if when is not None and now - when >= idle)
+        sorted(name for name, when in last_use.items() if when is not None and when + idle <= now)
     )
 
 
