@@ -25,9 +25,11 @@ from mirakuru.pytest_plugin.registry import (
     _services,
     _shared_root,
 )
+from mirakuru.pytest_plugin.reuse import held, keep, reuse_setting
 from mirakuru.pytest_plugin.starting import show_progress, started
 
 if TYPE_CHECKING:
+    from mirakuru._reuse import Lease
     from mirakuru.base import SimpleExecutor
     from mirakuru.core.lifecycle import State, StateChange
     from mirakuru.core.probes import Probe
@@ -84,6 +86,7 @@ class _Spec:
         stop_timeout: float | None,
         envvars: Mapping[str, str] | None,
         executor_kwargs: Mapping[str, Any],
+        reuse: bool = False,
     ) -> None:
         self.factory: Callable[..., Any] | None = None
         self.dependencies: tuple[str, ...] = ()
@@ -103,6 +106,11 @@ class _Spec:
         check_environment(envvars or {})
         if shared and scope != "session":
             raise ValueError(f"service_fixture: shared=True needs scope='session', got {scope!r}")
+        if reuse:
+            from mirakuru.pytest_plugin.keepable import check_keepable
+
+            check_keepable(command, scope, executor_kwargs)
+        self.reuse = reuse
         self.command = command
         self.ready = ready
         self.scope = scope
@@ -198,6 +206,19 @@ def _executor(
     return executor
 
 
+def _kept(
+    spec: _Spec, request: pytest.FixtureRequest, fixture: str, declared_in: str | None
+) -> Lease | None:
+    """With reuse on, a lease on the service kept by its supervisor (None: started here)."""
+    __tracebackhide__ = True
+    if not (spec.reuse and reuse_setting(request.config).on):
+        return None
+    from mirakuru.pytest_plugin.keepable import declaration
+
+    kept = declaration(spec.command, spec.ready, spec.options, fixture, declared_in)
+    return keep(request, kept, kept.names[0])
+
+
 def service_fixture(
     command: str | Sequence[str] | Callable[..., Any],
     ready: ReadySpec = None,
@@ -205,6 +226,7 @@ def service_fixture(
     scope: Scope = "session",
     name: str | None = None,
     shared: bool = False,
+    reuse: bool = False,
     timeout: float | None = 60,
     stop_timeout: float | None = None,
     envvars: Mapping[str, str] | None = None,
@@ -221,6 +243,12 @@ def service_fixture(
     ``port``, for a free port); it returns the executor, a command, or a dict of executor
     arguments including ``command``. With ``shared=True`` every pytest-xdist worker of a
     run uses one instance: the first starts it, the last to finish stops it.
+
+    With ``reuse=True`` (a session service given by its command) and reuse turned on for
+    the run (``--mirakuru-reuse`` or ``MIRAKURU_REUSE=1``, never under ``CI``), a supervisor
+    keeps the service after the run, and the next run attaches to it while it is provably
+    the same and healthy; the fixture then gives a view whose ``port`` and ``pid`` are the
+    kept service's.
     """
     if shared:
         _SHARED_DECLARED.append(True)
@@ -235,6 +263,7 @@ def service_fixture(
         stop_timeout=stop_timeout,
         envvars=envvars,
         executor_kwargs=executor_kwargs,
+        reuse=reuse,
     )
 
     def service(**fixtures: Any) -> Generator[Any]:
@@ -244,6 +273,10 @@ def service_fixture(
         tmp_path_factory: pytest.TempPathFactory = fixtures["tmp_path_factory"]
         dependencies = {name: fixtures[name] for name in spec.dependencies}
         fixture = request.fixturename or "service"
+        lease = _kept(spec, request, fixture, declared_in)
+        if lease is not None:
+            yield from held(request, lease, next(iter(lease.services)))
+            return
         known = _services(request.config)
         provided: Any = services._claim(spec)
         share = None

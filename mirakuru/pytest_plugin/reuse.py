@@ -10,6 +10,7 @@ kept, so its summary can list it.
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,9 +18,9 @@ import pytest
 if TYPE_CHECKING:
     from mirakuru._reuse import Lease
     from mirakuru.core.reuse import Setting
-    from mirakuru.stack import Stack
+    from mirakuru.core.stack import StackSpec
 
-__all__ = ["keep", "reuse_setting"]
+__all__ = ["held", "keep", "reuse_setting"]
 
 _SETTING = pytest.StashKey["Setting"]()
 #: stack file -> service -> {"pid", "port", "verdict"}: what this run kept.
@@ -65,26 +66,41 @@ def pytest_configure(config: pytest.Config) -> None:
     reuse_setting(config)
 
 
-def keep(request: pytest.FixtureRequest, stack: Stack, service: str) -> Lease | None:
-    """A lease on ``service`` of ``stack``, kept by the stack's supervisor; None when
+def keep(request: pytest.FixtureRequest, spec: StackSpec, service: str) -> Lease | None:
+    """A lease on ``service`` of ``spec``, kept by the stack's supervisor; None when
     nothing can be kept for this stack (the caller then starts the service as usual)."""
     __tracebackhide__ = True
     from mirakuru._reuse import KeptFailed, ReuseUnavailable, attach
     from mirakuru.core.reuse import idle_limit
 
-    order = stack.spec.order([service])
-    budget = sum(stack.service(n).timeout + stack.service(n).stop_timeout for n in order)
+    order = spec.order([service])
+    budget = sum(spec.service(n).timeout + spec.service(n).stop_timeout for n in order)
     try:
-        lease = attach(stack.spec, [service], idle=idle_limit(os.environ), timeout=budget + _SLACK)
+        lease = attach(spec, [service], idle=idle_limit(os.environ), timeout=budget + _SLACK)
     except ReuseUnavailable as why:
         unavailable = request.config.stash.setdefault(_UNAVAILABLE, {})
-        unavailable[stack.path] = str(why)
+        unavailable[spec.source] = str(why)
         return None
     except KeptFailed as failure:
         tail = "".join(f"\n    {line}" for line in failure.output_tail)
         raise KeptFailed(f"{failure}" + (f"; last output:{tail}" if tail else "")) from None
-    _note(request.config, stack.path, lease)
+    _note(request.config, spec.source, lease)
     return lease
+
+
+def held(request: pytest.FixtureRequest, lease: Lease, service: str) -> Generator[Any]:
+    """Yield the kept ``service`` (described in a failed test's report); close the lease."""
+    from mirakuru.pytest_plugin.registry import _services
+
+    label = request.fixturename or service
+    known = _services(request.config)
+    kept = known[label] = lease.services[service]
+    try:
+        yield kept
+    finally:
+        known.pop(label, None)
+        _note(request.config, lease.state.stack_file, lease)  # a test may have restarted it
+        lease.close()
 
 
 def _note(config: pytest.Config, source: str, lease: Lease) -> None:
@@ -92,11 +108,13 @@ def _note(config: pytest.Config, source: str, lease: Lease) -> None:
     services = kept.setdefault(source, {})
     for name, view in lease.services.items():
         if view.pid is None:
-            continue  # a job that completed: nothing runs on
+            services.pop(name, None)  # a job that completed, or a test stopped it
+            continue
         verdict = "attached" if view.attached else "started"
         known = services.get(name)
-        if known is None or known["verdict"] == "attached":
-            services[name] = {"pid": view.pid, "port": view.port, "verdict": verdict}
+        if known is not None and known["verdict"] == "started" and known["pid"] == view.pid:
+            verdict = "started"
+        services[name] = {"pid": view.pid, "port": view.port, "verdict": verdict}
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput[_WORKER_KEY] = kept  # the controller's summary lists it

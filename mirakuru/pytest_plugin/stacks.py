@@ -27,10 +27,9 @@ from mirakuru.pytest_plugin.registry import (
     _services,
     _shared_root,
 )
-from mirakuru.pytest_plugin.reuse import keep, reuse_setting
+from mirakuru.pytest_plugin.reuse import held, keep, reuse_setting
 
 if TYPE_CHECKING:
-    from mirakuru._reuse import Lease
     from mirakuru._stack_engine import StackRun
     from mirakuru.stack import Stack
 
@@ -98,9 +97,9 @@ def stack_fixture(
         __tracebackhide__ = True
         stack = _load(file, start_dir)
         if reuse_setting(request.config).on:
-            lease = keep(request, stack, service)
+            lease = keep(request, stack.spec, service)
             if lease is not None:
-                yield from _kept(request, lease, service)
+                yield from held(request, lease, service)
                 return
         if _is_worker(request.config):
             yield from _shared(request, tmp_path_factory, stack, service)
@@ -110,17 +109,6 @@ def stack_fixture(
     fixture.__name__ = name or f"stack_{service}"
     fixture._mirakuru_stack = _Declared(service, file, start_dir)  # type: ignore[attr-defined]
     return pytest.fixture(scope="session", name=name)(fixture)
-
-
-def _kept(request: pytest.FixtureRequest, lease: Lease, service: str) -> Generator[Any]:
-    label = request.fixturename or service
-    known = _services(request.config)
-    kept = known[label] = lease.services[service]
-    try:
-        yield kept
-    finally:
-        known.pop(label, None)
-        lease.close()
 
 
 class _Held:
