@@ -18,12 +18,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mirakuru.adapter.guard.stackstate import StackState
+from mirakuru.adapter.guard.stackstate import StackState, peer_credentials
 from mirakuru.adapter.spawn import cgroup, identity
-from mirakuru.core.lifecycle import State, StateChange
-from mirakuru.core.stack import StackSpec
+
+if TYPE_CHECKING:
+    from mirakuru.core.lifecycle import State, StateChange
+    from mirakuru.core.stack import StackSpec
 
 __all__ = ["KeptFailed", "KeptService", "Lease", "ReuseUnavailable", "attach"]
 
@@ -113,6 +115,8 @@ class KeptService:
     @property
     def state(self) -> State:
         """``running`` while its process is the one started, ``stopped`` otherwise."""
+        from mirakuru.core.lifecycle import State
+
         return State.RUNNING if self.running() else State.STOPPED
 
     @property
@@ -234,8 +238,6 @@ def _spawn(state: StackState, spec: StackSpec, idle: float) -> None:
 
 def _connect(state: StackState, deadline: float) -> socket.socket | None:
     """A connection to the running supervisor, its credentials checked; None if none runs."""
-    from mirakuru.cli.stack_keeper import peer_credentials
-
     while True:
         document = state.read() if state.running() else None
         if document is None and not state.running():

@@ -23,21 +23,20 @@ import math
 import os
 import select
 import socket
-import struct
 import time
 from typing import Any
 
 import psutil
 
 from mirakuru._stack_engine import StackFailed, StackRun
-from mirakuru.adapter.guard.stackstate import StackState
+from mirakuru.adapter.guard.stackstate import StackState, peer_credentials
 from mirakuru.adapter.readiness.evaluate import attempt
 from mirakuru.adapter.spawn import identity
 from mirakuru.cli.stack_view import Recorder
 from mirakuru.core.reuse import Kept, expired, judge, next_expiry, plan
 from mirakuru.core.stack import StackError, Status, parse_stack
 
-__all__ = ["PROBE_AGAIN", "Keeper", "peer_credentials"]
+__all__ = ["PROBE_AGAIN", "Keeper"]
 
 #: The longest one probe attempt may take when a kept service is checked again.
 PROBE_AGAIN = 5.0
@@ -47,15 +46,6 @@ _EMPTY_GRACE = 10.0
 _SEND_TIMEOUT = 5.0
 _TICK = 0.5
 _ALIVE = frozenset({Status.STARTING, Status.RUNNING, Status.READY})
-
-
-def peer_credentials(sock: socket.socket) -> tuple[int, int]:
-    """The PID and user ID of the process at the other end of a unix socket."""
-    if hasattr(socket, "SO_PEERCRED"):
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid, uid, _ = struct.unpack("3i", raw)
-        return pid, uid
-    return -1, os.geteuid() if sock.family == socket.AF_UNIX else -1  # no way to ask
 
 
 class _Client:

@@ -31,7 +31,7 @@ from mirakuru.pytest_plugin.reuse import held, keep, reuse_setting
 
 if TYPE_CHECKING:
     from mirakuru._stack_engine import StackRun
-    from mirakuru.stack import Stack
+    from mirakuru.core.stack import StackSpec
 
 __all__ = ["stack_fixture"]
 
@@ -65,14 +65,14 @@ def _caller_directory() -> Path:
     return Path(source).resolve().parent if source else Path.cwd()
 
 
-def _load(file: str | os.PathLike[str] | None, start: Path) -> Stack:
-    from mirakuru.adapter.stackfile import find_stack_file
-    from mirakuru.stack import Stack
+def _load(file: str | os.PathLike[str] | None, start: Path) -> StackSpec:
+    # The declaration only: with reuse on, nothing in this process runs a stack.
+    from mirakuru.adapter.stackfile import find_stack_file, load_stack
 
     if file is None:
-        return Stack.load(find_stack_file(start))
+        return load_stack(find_stack_file(start))
     path = Path(file)
-    return Stack.load(path if path.is_absolute() else start / path)
+    return load_stack(path if path.is_absolute() else start / path)
 
 
 def stack_fixture(
@@ -97,7 +97,7 @@ def stack_fixture(
         __tracebackhide__ = True
         stack = _load(file, start_dir)
         if reuse_setting(request.config).on:
-            lease = keep(request, stack.spec, service)
+            lease = keep(request, stack, service)
             if lease is not None:
                 yield from held(request, lease, service)
                 return
@@ -129,7 +129,7 @@ def _present(run: StackRun, service: str) -> Any:
 def _in_process(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    stack: Stack,
+    stack: StackSpec,
     service: str,
 ) -> Generator[Any]:
     """One run per stack file for the session: a later fixture adds its service to it."""
@@ -139,12 +139,12 @@ def _in_process(
     label = request.fixturename or service
     known = _services(request.config)
     runs = request.config.stash.setdefault(_RUNS, {})
-    held = runs.get(stack.path)
+    held = runs.get(stack.source)
     if held is None:
-        run = StackRun(stack.spec, [service], reservations=str(_reservations(tmp_path_factory)))
+        run = StackRun(stack, [service], reservations=str(_reservations(tmp_path_factory)))
         known[label] = run[service]  # described in the report if the start fails
         run.start()
-        held = runs[stack.path] = _Held(run)
+        held = runs[stack.source] = _Held(run)
     elif service not in held.run:
         held.run.add([service])
     known[label] = executor = _present(held.run, service)
@@ -155,14 +155,14 @@ def _in_process(
         known.pop(label, None)
         held.users -= 1
         if held.users == 0:
-            runs.pop(stack.path, None)
+            runs.pop(stack.source, None)
             held.run.stop()
 
 
 def _shared(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    stack: Stack,
+    stack: StackSpec,
     service: str,
 ) -> Generator[Any]:
     """Under pytest-xdist: the first worker starts every service of the stack that the
@@ -171,10 +171,10 @@ def _shared(
     label = request.fixturename or service
     known = _services(request.config)
     shares = request.config.stash.setdefault(_SHARES, {})
-    held = shares.get(stack.path)
+    held = shares.get(stack.source)
     if held is None:
-        names = _wanted(request.session, stack.path, service)
-        held = shares[stack.path] = _HeldShare(request, tmp_path_factory, stack, names)
+        names = _wanted(request.session, stack.source, service)
+        held = shares[stack.source] = _HeldShare(request, tmp_path_factory, stack, names)
     if not held.has(service):
         # Asked for outside the tests' fixtures (getfixturevalue): this worker's own run.
         yield from _in_process(request, tmp_path_factory, stack, service)
@@ -187,7 +187,7 @@ def _shared(
         known.pop(label, None)
         held.users -= 1
         if held.users == 0:
-            shares.pop(stack.path, None)
+            shares.pop(stack.source, None)
             held.share.release()
 
 
@@ -235,21 +235,22 @@ class _HeldShare:
         self,
         request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory,
-        stack: Stack,
+        stack: StackSpec,
         names: list[str],
     ) -> None:
         __tracebackhide__ = True
         from mirakuru._stack_engine import StackRun
         from mirakuru.pytest_plugin.shared import Share
 
-        order = stack.spec.order(names)
+        order = stack.order(names)
+        from mirakuru import __version__
+
         budget = sum(stack.service(n).timeout + stack.service(n).stop_timeout for n in order)
-        digest = hashlib.sha256(
-            "\0".join([stack.path, *(stack.fingerprint(name) for name in order)]).encode()
-        ).hexdigest()[:16]
+        prints = [stack.fingerprint(name, __version__) for name in order]
+        digest = hashlib.sha256("\0".join([stack.source, *prints]).encode()).hexdigest()[:16]
         self.share = Share(
             _shared_root(tmp_path_factory),
-            f"stack {stack.path}",
+            f"stack {stack.source}",
             lock_timeout=budget + 60,
             drain_timeout=_LAST_WORKER_WAIT,
             key=f"stack-{digest}",
@@ -260,7 +261,7 @@ class _HeldShare:
 
         def start() -> Any:
             __tracebackhide__ = True
-            run = StackRun(stack.spec, names, reservations=reservations)
+            run = StackRun(stack, names, reservations=reservations)
             known[request.fixturename or names[0]] = run[names[0]]  # in the report if it fails
             run.start()
             return _present(run, names[0])

@@ -21,14 +21,16 @@ import fcntl
 import hashlib
 import json
 import os
+import socket
 import stat
+import struct
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["StackState", "UnsafeStateDirectory", "state_root"]
+__all__ = ["StackState", "UnsafeStateDirectory", "peer_credentials", "state_root"]
 
 #: A unix socket's path must fit in ``sun_path`` (108 bytes on Linux, 104 on macOS).
 _SOCKET_PATH_MAX = 103
@@ -60,6 +62,15 @@ def _private_dir(path: Path) -> Path:
         os.mkdir(path, _PRIVATE)
     _check_private(path)
     return path
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int]:
+    """The PID and user ID of the process at the other end of a unix socket."""
+    if hasattr(socket, "SO_PEERCRED"):
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _ = struct.unpack("3i", raw)
+        return pid, uid
+    return -1, os.geteuid() if sock.family == socket.AF_UNIX else -1  # no way to ask
 
 
 def state_root() -> Path:
