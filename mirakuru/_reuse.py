@@ -328,6 +328,7 @@ def attach(
         "names": list(names),
         "idle": idle,
     }
+    problem: str | None = None
     with state.exclusive(timeout):
         deadline = time.monotonic() + timeout
         for _ in range(2):
@@ -341,6 +342,11 @@ def attach(
             try:
                 _send(sock, request)
                 answer = _answer(sock, pending, deadline, on_change)
+            except (ConnectionError, BrokenPipeError):
+                # It was going away (mirakuru down, the idle limit): ask the next one.
+                sock.close()
+                problem = "the supervisor went away while asked"
+                continue
             except (OSError, ValueError):
                 sock.close()
                 raise
@@ -351,9 +357,12 @@ def attach(
             if answer["event"] == "unkept":
                 sock.close()
                 raise ReuseUnavailable(answer["why"])
-            problem = "refused" if answer["event"] == "refused" else _verify(answer["services"])
-            if problem is None:
-                return Lease(state, sock, answer, timeout)
+            if answer["event"] == "refused":
+                problem = str(answer.get("why", "refused"))
+            else:
+                problem = _verify(answer["services"])
+                if problem is None:
+                    return Lease(state, sock, answer, timeout)
             # Another version's supervisor, or an answer that does not hold up: replace it.
             sock.close()
             _end(state)

@@ -32,6 +32,7 @@ from mirakuru._stack_engine import StackFailed, StackRun
 from mirakuru.adapter.guard.stackstate import StackState, peer_credentials
 from mirakuru.adapter.readiness.evaluate import attempt
 from mirakuru.adapter.spawn import identity
+from mirakuru.cli.commands import Interrupted
 from mirakuru.cli.stack_view import Recorder
 from mirakuru.core.reuse import Kept, expired, judge, next_expiry, plan
 from mirakuru.core.stack import StackError, Status, parse_stack
@@ -213,6 +214,11 @@ class Keeper:
                 self._handle(client, json.loads(line))
             except (ValueError, KeyError, TypeError) as error:
                 client.send(event="failed", message=f"bad request: {error}", tail=[])
+            except Interrupted:
+                raise
+            except Exception as error:  # one request's trouble must not end what is kept
+                print(f"request failed: {error!r}", flush=True)
+                client.send(event="failed", message=f"the supervisor failed: {error!r}", tail=[])
             finally:
                 self.current = None
         self.recorder.write()
