@@ -272,6 +272,9 @@ class Keeper:
         self._start(client, list(request["names"]), {n: told[n] for n in order})
 
     def _start(self, client: _Client, names: list[str], verdicts: dict[str, str]) -> None:
+        for name in self.run.spec.order(names):
+            if name not in self.run:
+                self.recorder.fresh(name)
         try:
             started = self.run.add(names)
         except StackFailed as failure:
@@ -304,7 +307,6 @@ class Keeper:
             self.fingerprints.pop(name, None)
             self.last_use.pop(name, None)
             self.kept_since.pop(name, None)
-            self.recorder.fresh(name)
 
     # -- what is kept ---------------------------------------------------------------------
 

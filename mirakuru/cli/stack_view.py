@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import textwrap
@@ -113,12 +114,15 @@ class Recorder:
                 self._logs[name] = self.state.open_log(name)
 
     def fresh(self, name: str) -> None:
-        """Service ``name`` starts again: its log starts again too."""
+        """Service ``name`` starts again: a new log, the last one kept as NAME.log.1 (it may
+        say why the service died)."""
         with self._lock:
             log = self._logs.pop(name, None)
             if log is not None:
                 log.close()
-            self.state.log_path(name).unlink(missing_ok=True)
+            path = self.state.log_path(name)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, path.with_name(path.name + ".1"))
 
     def change(self, name: str, status: Status, detail: str) -> None:
         """Write the state of every service again."""

@@ -232,6 +232,10 @@ class TestStartedAfresh:
         assert verdict == "dead"
         assert new != pid
         assert _alive(new)
+        # The dead one's output is kept beside the new one's: it may say why it died.
+        log = StackState(str(project.path / "mirakuru.toml")).log_path("cache")
+        assert f"{pid}:M" in log.with_name("cache.log.1").read_text()
+        assert f"{new}:M" in cli(project.path, "logs", "cache").stdout
 
     def test_unhealthy(self, project: Project) -> None:
         """Alive but no longer passing its probe: cleaned up and started afresh."""
