@@ -173,8 +173,10 @@ class Keeper:
             for sock in readable:
                 if sock is self.listener:
                     self._accept()
-                else:
-                    self._receive(self.clients[sock.fileno()])
+                    continue
+                client = self.clients.get(sock.fileno())
+                if client is not None and client.sock is sock:
+                    self._receive(client)
 
     def _pause(self) -> float:
         if self.idle is None:
@@ -190,7 +192,11 @@ class Keeper:
 
     def _accept(self) -> None:
         assert self.listener is not None
-        sock, _ = self.listener.accept()
+        try:
+            sock, _ = self.listener.accept()
+        except OSError as error:  # out of descriptors, say: the client will retry
+            print(f"cannot accept a client: {error}", flush=True)
+            return
         _, uid = peer_credentials(sock)
         if uid != os.geteuid():
             sock.close()  # unreachable through a 0700 directory; refused all the same
