@@ -548,6 +548,29 @@ SCENARIOS += (
         "plus one interpreter start, not 3 s. Stacks exist only in ours; published "
         "reports n/a.",
     ),
+    Scenario(
+        "reuse-2s",
+        "second pytest run of a project whose session service needs 2 s, without and with reuse",
+        (
+            Metric("plain_s", "second run, reuse off", "s", digits=2),
+            Metric(
+                "reuse_s",
+                "second run, MIRAKURU_REUSE=1",
+                "s",
+                target=Target(TargetKind.OURS_AT_MOST, 1.5),
+                digits=2,
+            ),
+            Metric("bare_s", "same run, no service at all", "s", digits=2),
+        ),
+        timeout=240,
+        quick_timeout=120,
+        note="A project with one test using stack_fixture('slow'), a service (a Python "
+        "interpreter) that listens 2 s after it started. Each row is the wall time of a "
+        "whole `python -m pytest` process, run twice in a row, the second timed: without "
+        "reuse it starts the service again; with reuse it attaches to the one the first "
+        "run left (probe asked again). The bare row is the same pytest with no service: "
+        "what pytest itself costs here. Reuse exists only in ours; published reports n/a.",
+    ),
 )
 
 BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}

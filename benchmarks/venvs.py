@@ -115,11 +115,15 @@ def _run(cmd: list[str], log: Path, cwd: Path | None = None) -> None:
         raise SetupError(f"`{' '.join(cmd[:4])} ...` failed (log {log}):\n{tail}")
 
 
-def _pip_install(python: Path, target: str, log: Path) -> None:
+#: Installed next to ours (the published release needs none of them).
+OURS_EXTRAS = ("pytest",)
+
+
+def _pip_install(python: Path, target: str, log: Path, *more: str) -> None:
     # --force-reinstall: a rebuilt checkout usually keeps its version number,
     # and pip would otherwise consider it already installed.
     cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
-    cmd += ["--no-input", "--force-reinstall", "psutil", target]
+    cmd += ["--no-input", "--force-reinstall", "psutil", target, *more]
     _run(cmd, log)
 
 
@@ -131,7 +135,7 @@ def _wanted(slot: Slot, root: Path) -> dict[str, str]:
             f"no mirakuru package in {root}; use --ours-spec to benchmark a "
             "published version in the 'ours' slot"
         )
-    return {"checkout": tree_hash(root), "python": sys.version}
+    return {"checkout": tree_hash(root), "python": sys.version, "with": " ".join(OURS_EXTRAS)}
 
 
 def ensure(
@@ -163,7 +167,8 @@ def ensure(
         with tempfile.TemporaryDirectory(prefix="mirakuru-bench-src-") as tmp:
             copy = Path(tmp) / "src"
             shutil.copytree(root, copy, ignore=COPY_IGNORE, symlinks=True)
-            # With the async extra: the async-* scenarios run ours' astart() on anyio.
-            _pip_install(python, f"{copy}[async]", log)
+            # With the async extra: the async-* scenarios run ours' astart() on anyio;
+            # with pytest: reuse-second-run runs pytest with ours' plugin.
+            _pip_install(python, f"{copy}[async]", log, *OURS_EXTRAS)
     stamp.write_text(json.dumps(wanted))
     return Venv(slot.impl, path, python, label)

@@ -2,24 +2,35 @@
 watches it (restarting it on failure when asked), and the stack stops in reverse order.
 
 Each service is an ordinary executor (its probe, its teardown, its watchdog registration)
-with two hooks: it refuses to spawn once the stack is stopping, which closes the race
-between a late start and the stop, and it reports its exit, so a crash is seen at once.
+with two hooks: it refuses to spawn once the stack (or that service) is stopping, which
+closes the race between a late start and the stop, and it reports its exit, so a crash is
+seen at once. A run can grow and shrink while it runs (:meth:`StackRun.add`,
+:meth:`StackRun.remove`): the supervisor that keeps services between test runs does both.
 """
 
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
-import attrs
-
+from mirakuru._stack_parts import (
+    Hooked,
+    OutputSink,
+    Slot,
+    StackFailed,
+    StatusSink,
+    build_service,
+    port_variable,
+    snapshot,
+    stopped,
+    why,
+)
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.ports import free_port
-from mirakuru.base import Executor, SimpleExecutor
+from mirakuru.base import SimpleExecutor
 from mirakuru.core.stack import (
     UP,
     Condition,
@@ -27,83 +38,19 @@ from mirakuru.core.stack import (
     StackSpec,
     Status,
     UnknownService,
-    build_probe,
-    fill,
     holds,
     placeholders,
     port_of,
     restart_delay,
 )
-from mirakuru.exceptions import ExecutorError, ProcessFinishedWithError
+from mirakuru.exceptions import ProcessFinishedWithError
 
 __all__ = ["OutputSink", "StackFailed", "StackRun", "StatusSink", "port_variable"]
 
-#: ``on_output(service, stream, line)``: a line the service printed ("stdout"/"stderr").
-OutputSink = Callable[[str, str, str], None]
-#: ``on_change(service, status, detail)``: a service's status changed.
-StatusSink = Callable[[str, Status, str], None]
 #: How long stop() waits for a service's thread (its start() was cut short) to end.
 _JOIN = 5.0
-
-
-class StackFailed(Exception):
-    """A service of the stack could not be started, or failed while it ran.
-
-    ``service`` names it, ``reason`` says what happened, ``error`` is the executor's
-    exception when there was one. By the time ``up()`` raises it, nothing is left running.
-    """
-
-    def __init__(self, service: str, reason: str, error: BaseException | None = None) -> None:
-        super().__init__(service, reason, error)
-        self.service = service
-        self.reason = reason
-        self.error = error
-
-    def __str__(self) -> str:
-        return f"service {self.service!r} {self.reason}"
-
-
-def port_variable(name: str) -> str:
-    """``MIRAKURU_<NAME>_PORT``: upper-cased, every other character an underscore."""
-    cleaned = "".join(char if char.isascii() and char.isalnum() else "_" for char in name)
-    return f"MIRAKURU_{cleaned.upper()}_PORT"
-
-
-@attrs.define(eq=False)
-class _Slot:
-    """One service's live record (guarded by the run's condition)."""
-
-    spec: ServiceSpec
-    executor: SimpleExecutor
-    must_complete: bool
-    status: Status = Status.PENDING
-    detail: str = ""
-    restarts: int = 0
-    exit_code: int | None = None
-    spawned_at: float | None = None
-    since: float | None = None  # wall clock, for uptime
-    thread: threading.Thread | None = None
-
-
-class _Hooked(SimpleExecutor):
-    """An executor that asks the run before spawning and tells it of its exit."""
-
-    _stack_run: StackRun
-    _stack_name: str
-
-    def _spawn(self) -> None:
-        if self._stack_run.stopping:
-            raise ExecutorError(self, "the stack is stopping")
-        super()._spawn()
-        self._stack_run._spawned(self._stack_name)
-
-    def _exited_on_its_own(self, code: int) -> None:
-        self._stack_run._exited(self._stack_name, code)
-        super()._exited_on_its_own(code)
-
-
-class _HookedExecutor(_Hooked, Executor):
-    """A service with a readiness probe."""
+#: A dependency in one of these will not come back by itself: its dependents give up.
+_GONE = frozenset({Status.FAILED, Status.STOPPING, Status.STOPPED})
 
 
 class StackRun(Mapping[str, SimpleExecutor]):
@@ -119,69 +66,65 @@ class StackRun(Mapping[str, SimpleExecutor]):
         on_change: StatusSink | None = None,
     ) -> None:
         wanted = list(names)
-        for name in wanted:
-            if name not in spec.names:
-                raise UnknownService(spec.source, name, f"no service {name!r} in the file")
+        self._check(spec, wanted)
         self.spec = spec
-        self.order = spec.order(wanted or None)
+        self._reservations = reservations
         self._on_output = on_output
         self._on_change = on_change
         self._cond = threading.Condition()
         self.stopping = False
         self.failure: StackFailed | None = None
         self.began = monotonic()
-        self.ports = self._choose_ports(reservations)
+        self.ports: dict[str, int] = {}
+        self._remembered: dict[str, int] = {}  # the ports of removed services, for a return
         self._followers: list[threading.Thread] = []
-        completes = {
-            dependency
-            for name in self.order
-            for dependency, condition in spec.service(name).depends_on
-            if condition is Condition.COMPLETED
-        }
-        self._slots = {
-            name: _Slot(spec.service(name), self._build(name), name in completes)
-            for name in self.order
-        }
+        self._slots: dict[str, Slot] = {}
+        self.order: tuple[str, ...] = ()
+        self._prepare(spec.order(wanted or None))
 
     # -- building ---------------------------------------------------------------------------
 
-    def _choose_ports(self, reservations: str | None) -> dict[str, int]:
+    @staticmethod
+    def _check(spec: StackSpec, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in spec.names:
+                raise UnknownService(spec.source, name, f"no service {name!r} in the file")
+
+    def _prepare(self, wanted: Iterable[str]) -> list[Slot]:
+        """Slots (and ports) for the services of ``wanted`` that this run has none for."""
+        new = [name for name in wanted if name not in self._slots]
+        self._choose_ports(new)
+        services = [slot.spec for slot in self._slots.values()]
+        services += [self.spec.service(name) for name in new]
+        completes = {
+            dependency
+            for service in services
+            for dependency, condition in service.depends_on
+            if condition is Condition.COMPLETED
+        }
+        slots = [
+            Slot(self.spec.service(name), self._build(name), name in completes) for name in new
+        ]
+        with self._cond:
+            self._slots.update((slot.spec.name, slot) for slot in slots)
+            self.order = (*self.order, *new)
+        return slots
+
+    def _choose_ports(self, names: Iterable[str]) -> None:
         needed: set[str] = set()
-        for name in self.order:
+        for name in names:
             for _, text in self.spec.service(name).texts():
                 for placeholder in placeholders(text):
                     other = port_of(placeholder)
                     if other is not None:
                         needed.add(other or name)
-        return {name: free_port(reservations) for name in self.spec.names if name in needed}
+        for name in self.spec.names:
+            if name in needed and name not in self.ports:
+                remembered = self._remembered.pop(name, None)
+                self.ports[name] = remembered or free_port(self._reservations)
 
     def _build(self, name: str) -> SimpleExecutor:
-        service = self.spec.service(name)
-
-        def text(value: str) -> str:
-            return fill(value, name, self.ports)
-
-        cwd = text(self.spec.resolved_cwd(name))
-        options: dict[str, Any] = {
-            "cwd": cwd,
-            "timeout": service.timeout,
-            "stop_timeout": service.stop_timeout,
-            "envvars": {key: text(value) for key, value in service.env},
-            "stdin": subprocess.DEVNULL,
-            "stdout": subprocess.PIPE,
-            "stderr": subprocess.PIPE,
-        }
-        command = [text(part) for part in service.command]
-        executor: _Hooked
-        if service.ready is None:
-            executor = _Hooked(command, **options)
-        else:
-            probe = build_probe(service.ready, cwd, text)
-            executor = _HookedExecutor(command, ready=probe, **options)
-        executor._stack_run = self
-        executor._stack_name = name
-        executor.port = self.ports.get(name)  # type: ignore[attr-defined]
-        return executor
+        return build_service(self, self.spec, name, self.ports)
 
     # -- the mapping --------------------------------------------------------------------------
 
@@ -198,33 +141,23 @@ class StackRun(Mapping[str, SimpleExecutor]):
         """Where service ``name`` is now."""
         return self._slots[name].status
 
+    def spec_of(self, name: str) -> ServiceSpec:
+        """The declaration service ``name`` was started from (the run's spec may be newer)."""
+        return self._slots[name].spec
+
     def environment(self) -> dict[str, str]:
         """``MIRAKURU_<NAME>_PORT`` for every service that has a port."""
         return {port_variable(name): str(port) for name, port in self.ports.items()}
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Each service's status, PID, port, uptime and restarts, for ``status``."""
-        now = time.time()
         with self._cond:
             slots = list(self._slots.items())
-        document = {}
-        for name, slot in slots:
-            process = slot.executor.process
-            alive = process is not None and slot.status not in (Status.COMPLETED, Status.STOPPED)
-            document[name] = {
-                "status": slot.status.value,
-                "detail": slot.detail,
-                "pid": process.pid if alive and process is not None else None,
-                "port": self.ports.get(name),
-                "since": slot.since if alive else None,
-                "uptime": round(now - slot.since, 3) if slot.since and alive else None,
-                "restarts": slot.restarts,
-            }
-        return document
+        return snapshot(slots, self.ports)
 
     # -- status changes -----------------------------------------------------------------------
 
-    def _set(self, slot: _Slot, status: Status, detail: str = "") -> None:
+    def _set(self, slot: Slot, status: Status, detail: str = "") -> None:
         # The sink is told under the lock, so it hears the changes in the order they happen.
         with self._cond:
             if slot.status is status and slot.detail == detail:
@@ -234,15 +167,28 @@ class StackRun(Mapping[str, SimpleExecutor]):
             if self._on_change is not None:
                 self._on_change(slot.spec.name, status, detail)
 
-    def _fail(self, slot: _Slot, reason: str, error: BaseException | None = None) -> None:
+    def _fail(self, slot: Slot, reason: str, error: BaseException | None = None) -> None:
         with self._cond:
             if self.failure is None:
                 self.failure = StackFailed(slot.spec.name, reason, error)
         self._set(slot, Status.FAILED, reason)
 
-    def _spawned(self, name: str) -> None:
+    def _slot_of(self, executor: Hooked) -> Slot | None:
+        slot = self._slots.get(executor._stack_name)
+        return slot if slot is not None and slot.executor is executor else None
+
+    def _halted(self, slot: Slot) -> bool:
+        return self.stopping or slot.stopping
+
+    def _refuses(self, executor: Hooked) -> bool:
+        slot = self._slot_of(executor)
+        return slot is None or self._halted(slot)
+
+    def _spawned(self, executor: Hooked) -> None:
         """Called by the executor, under its lock, right after its process exists."""
-        slot = self._slots[name]
+        slot = self._slot_of(executor)
+        if slot is None:
+            return
         slot.spawned_at, slot.since = monotonic(), time.time()
         process = slot.executor.process
         pid = f"PID {process.pid}" if process is not None else ""
@@ -253,7 +199,7 @@ class StackRun(Mapping[str, SimpleExecutor]):
                 ("stderr", slot.executor.err_output()),
             ):
                 if reader is not None:
-                    self._follow(name, stream, reader)
+                    self._follow(slot.spec.name, stream, reader)
 
     def _follow(self, name: str, stream: str, reader: IO[str]) -> None:
         sink = self._on_output
@@ -265,44 +211,79 @@ class StackRun(Mapping[str, SimpleExecutor]):
                     sink(name, stream, line.rstrip("\n"))
 
         thread = threading.Thread(target=copy, name=f"mirakuru-stack-{name}-{stream}", daemon=True)
+        # A kept service may restart all afternoon: forget the copiers that are done.
+        self._followers = [follower for follower in self._followers if follower.is_alive()]
         self._followers.append(thread)
         thread.start()
 
-    def _exited(self, name: str, code: int) -> None:
+    def _exited(self, executor: Hooked, code: int) -> None:
         """On the reactor's thread: a started service's process exited."""
-        slot = self._slots[name]
         with self._cond:
-            slot.exit_code = code
-            self._cond.notify_all()
+            slot = self._slot_of(executor)
+            if slot is not None:
+                slot.exit_code = code
+                self._cond.notify_all()
 
     # -- starting -----------------------------------------------------------------------------
 
     def start(self) -> StackRun:
         """Start every service, each once its dependencies' conditions hold; wait until all
         are up. On a failure, stop what started and raise :class:`StackFailed`."""
-        for slot in self._slots.values():
+        self._launch(list(self._slots.values()), whole=True)
+        return self
+
+    def add(self, names: Iterable[str], spec: StackSpec | None = None) -> tuple[str, ...]:
+        """Start ``names`` and what they need that this run does not run yet; return once
+        they are up, with the names started (dependencies first).
+
+        ``spec`` replaces the declaration new services are built from (those running keep
+        theirs). On a failure, what this call started is stopped, the rest runs on, and
+        :class:`StackFailed` is raised.
+        """
+        wanted = list(names)
+        self._check(spec or self.spec, wanted)
+        with self._cond:
+            if self.stopping:
+                raise StackFailed(wanted[0] if wanted else "?", "was not started: stopping")
+            if spec is not None:
+                self.spec = spec
+            self.failure = None
+        new = self._prepare(self.spec.order(wanted))
+        self._launch(new, whole=False)
+        return tuple(slot.spec.name for slot in new)
+
+    def _launch(self, slots: list[Slot], whole: bool) -> None:
+        names = [slot.spec.name for slot in slots]
+        for slot in slots:
             slot.thread = threading.Thread(
                 target=self._serve, args=(slot,), name=f"mirakuru-stack-{slot.spec.name}"
             )
             slot.thread.daemon = True
             slot.thread.start()
+
+        def settled() -> bool:
+            return self.failure is not None or all(s.status in UP for s in slots)
+
         try:
             with self._cond:
-                while not self._cond.wait_for(self._settled, timeout=0.5):
+                while not self._cond.wait_for(settled, timeout=0.5):
                     pass
         except BaseException:
-            self.stop()
+            self.stop() if whole else self.remove(names)
             raise
-        if self.failure is not None:
-            failure = self.failure
+        failure = self.failure
+        if failure is None:
+            return
+        if whole:
             self.stop()
-            raise failure
-        return self
+        else:
+            self.remove(names)
+            with self._cond:
+                if self.failure is failure and failure.service in names:
+                    self.failure = None  # it is gone with what this call started
+        raise failure
 
-    def _settled(self) -> bool:
-        return self.failure is not None or all(s.status in UP for s in self._slots.values())
-
-    def _serve(self, slot: _Slot) -> None:
+    def _serve(self, slot: Slot) -> None:
         try:
             if self._await_dependencies(slot):
                 while self._run_once(slot):
@@ -310,27 +291,36 @@ class StackRun(Mapping[str, SimpleExecutor]):
         except BaseException as error:  # a bug here must still fail the stack, not hang it
             self._fail(slot, f"could not be run: {error!r}", error)
 
-    def _await_dependencies(self, slot: _Slot) -> bool:
+    def _await_dependencies(self, slot: Slot) -> bool:
         needs = [(self._slots[name], condition) for name, condition in slot.spec.depends_on]
 
         def met() -> bool:
-            if self.stopping or self.failure is not None:
+            if self._halted(slot) or self.failure is not None:
+                return True
+            if any(need.status in _GONE for need, _ in needs):
                 return True
             return all(holds(condition, need.status) for need, condition in needs)
 
         with self._cond:
             while not self._cond.wait_for(met, timeout=1.0):
                 pass
-            return not (self.stopping or self.failure is not None)
+            if self._halted(slot) or self.failure is not None:
+                return False
+            gone = [need for need, _ in needs if need.status in _GONE]
+        if gone:
+            need = gone[0]
+            self._fail(slot, f"cannot start: {need.spec.name} is {need.status.value}")
+            return False
+        return True
 
-    def _run_once(self, slot: _Slot) -> bool:
+    def _run_once(self, slot: Slot) -> bool:
         """Start the service and watch it; True to start it again (a restart)."""
         executor = slot.executor
         try:
             executor.start()
         except Exception as error:
-            if not self.stopping:
-                self._fail(slot, _why(error), error)
+            if not self._halted(slot):
+                self._fail(slot, why(error), error)
             return False
         if slot.spec.ready is not None:
             took = monotonic() - (slot.spawned_at or self.began)
@@ -338,13 +328,13 @@ class StackRun(Mapping[str, SimpleExecutor]):
         limit = slot.spec.timeout if slot.must_complete else None
         deadline = None if limit is None else monotonic() + limit
         with self._cond:
-            while not (self.stopping or slot.exit_code is not None):
+            while not (self._halted(slot) or slot.exit_code is not None):
                 left = None if deadline is None else deadline - monotonic()
                 if left is not None and left <= 0:
                     break
                 self._cond.wait(1.0 if left is None else min(left, 1.0))
             code = slot.exit_code
-        if self.stopping:
+        if self._halted(slot):
             return False
         if code is None:
             self._fail(slot, f"did not complete within {limit:g} s")
@@ -361,8 +351,8 @@ class StackRun(Mapping[str, SimpleExecutor]):
             with self._cond:
                 slot.exit_code = None
                 slot.restarts += 1
-                self._cond.wait_for(lambda: self.stopping, timeout=pause)
-            return not self.stopping
+                self._cond.wait_for(lambda: self._halted(slot), timeout=pause)
+            return not self._halted(slot)
         after = f" after {slot.restarts} restarts" if slot.restarts else ""
         self._fail(slot, f"exited on its own with status {code}{after}")
         return False
@@ -381,6 +371,28 @@ class StackRun(Mapping[str, SimpleExecutor]):
 
     # -- stopping -----------------------------------------------------------------------------
 
+    def _stop_slot(self, slot: Slot, unclean: dict[str, int]) -> None:
+        name, executor = slot.spec.name, slot.executor
+        if executor.process is None:
+            if slot.status is not Status.PENDING:
+                self._set(slot, Status.STOPPED, slot.detail)
+            return
+        broken = slot.status in (Status.FAILED, Status.RESTARTING)
+        self._set(slot, Status.STOPPING)
+        try:
+            executor.kill() if broken else executor.stop()
+        except ProcessFinishedWithError as error:
+            unclean[name] = error.exit_code
+        except Exception as error:  # every service is tried, whatever one does
+            unclean[name] = -1
+            slot.detail = f"could not be stopped: {error}"
+        self._set(slot, Status.STOPPED, stopped(executor, unclean.get(name)))
+
+    def _join(self, slots: Iterable[Slot]) -> None:
+        for slot in slots:
+            if slot.thread is not None and slot.thread is not threading.current_thread():
+                slot.thread.join(_JOIN)
+
     def stop(self) -> dict[str, int]:
         """Stop every service, dependents before their dependencies; wait for each.
 
@@ -391,49 +403,46 @@ class StackRun(Mapping[str, SimpleExecutor]):
             self._cond.notify_all()
         unclean: dict[str, int] = {}
         for name in reversed(self.order):
-            slot = self._slots[name]
-            executor = slot.executor
-            if executor.process is None:
-                if slot.status is not Status.PENDING:
-                    self._set(slot, Status.STOPPED, slot.detail)
-                continue
-            broken = slot.status in (Status.FAILED, Status.RESTARTING)
-            self._set(slot, Status.STOPPING)
-            try:
-                executor.kill() if broken else executor.stop()
-            except ProcessFinishedWithError as error:
-                unclean[name] = error.exit_code
-            except Exception as error:  # every service is tried, whatever one does
-                unclean[name] = -1
-                slot.detail = f"could not be stopped: {error}"
-            self._set(slot, Status.STOPPED, _stopped(executor, unclean.get(name)))
-        for slot in self._slots.values():
-            if slot.thread is not None and slot.thread is not threading.current_thread():
-                slot.thread.join(_JOIN)
+            self._stop_slot(self._slots[name], unclean)
+        self._join(list(self._slots.values()))
         for follower in self._followers:
             follower.join(1.0)
         return unclean
 
+    def dependents(self, names: Iterable[str]) -> set[str]:
+        """``names`` (those this run has) and every service of the run that needs them."""
+        with self._cond:
+            chosen = {name for name in names if name in self._slots}
+            while True:
+                more = {
+                    name
+                    for name, slot in self._slots.items()
+                    if name not in chosen and chosen.intersection(slot.spec.dependencies)
+                }
+                if not more:
+                    return chosen
+                chosen |= more
 
-def _stopped(executor: SimpleExecutor, unclean: int | None) -> str:
-    if unclean is not None:
-        return f"ended with status {unclean} when stopped"
-    report = executor.last_stop
-    return f"in {report.duration:.3f} s" if report is not None and report.duration else ""
-
-
-def _why(error: BaseException) -> str:
-    """The cause of a failed start in a few words (the executor error's class says most)."""
-    from mirakuru.exceptions import (
-        ExecutableNotFound,
-        ProcessExitedWithError,
-        TimeoutExpired,
-    )
-
-    if isinstance(error, TimeoutExpired):
-        return f"was not ready within {error.timeout:g} s"
-    if isinstance(error, ProcessExitedWithError):
-        return f"exited with status {error.exit_code} before it was ready"
-    if isinstance(error, ExecutableNotFound):
-        return f"cannot be run: {error.strerror or error.program}"
-    return f"could not be started: {type(error).__name__}: {error}"
+    def remove(self, names: Iterable[str], *, dependents: bool = True) -> tuple[str, ...]:
+        """Stop ``names`` (with what depends on them, unless told not to) and forget them,
+        while the rest runs on. Returns the names stopped, in the order they were."""
+        wanted = set(names)
+        chosen = self.dependents(wanted) if dependents else wanted & set(self._slots)
+        with self._cond:
+            for name in chosen:
+                self._slots[name].stopping = True
+            self._cond.notify_all()
+            ordered = tuple(name for name in reversed(self.order) if name in chosen)
+        unclean: dict[str, int] = {}
+        slots = [self._slots[name] for name in ordered]
+        for slot in slots:
+            self._stop_slot(slot, unclean)
+        self._join(slots)
+        with self._cond:
+            for name in ordered:
+                del self._slots[name]
+                if name in self.ports:
+                    self._remembered[name] = self.ports.pop(name)
+            self.order = tuple(name for name in self.order if name not in chosen)
+            self._cond.notify_all()
+        return ordered

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.catalog import BY_NAME, IMPLEMENTATIONS
-from benchmarks.worker import aio, api, output, readiness, stacks, stopping, throughput
+from benchmarks.worker import aio, api, output, readiness, reuse, stacks, stopping, throughput
 from benchmarks.worker.support import ApiMissing, Context, describe, kill_leftovers
 
 RUNNERS: dict[str, Callable[[Context], None]] = {
@@ -64,6 +64,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "async-cpu-tcp": partial(aio.waiting_cpu, kind="tcp"),
     "async-cpu-output": partial(aio.waiting_cpu, kind="output"),
     "stack-3x1s": stacks.stack_ready,
+    "reuse-2s": reuse.second_run,
 }
 assert set(RUNNERS) == set(BY_NAME), "worker and catalog disagree on scenarios"
 

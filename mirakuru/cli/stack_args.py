@@ -20,6 +20,7 @@ exit status of up:
   128+N interrupted by signal N before every service was ready (130 for Ctrl-C)
   with --then, once every service is ready: the --then command's exit status
 status: 0 while the stack runs, 3 when it does not; down: 0 once nothing is left
+(status --all: 0 while any stack runs)
 """
 
 
@@ -31,6 +32,10 @@ def _file_option(parser: argparse.ArgumentParser) -> None:
         help="the stack file (default: the nearest mirakuru.toml, or pyproject.toml with"
         " [tool.mirakuru], in this directory or a parent)",
     )
+
+
+def _all_option(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("-a", "--all", action="store_true", help=text)
 
 
 def add_stack_parsers(commands: argparse._SubParsersAction[Any]) -> None:
@@ -77,6 +82,7 @@ def add_stack_parsers(commands: argparse._SubParsersAction[Any]) -> None:
         formatter_class=raw,
     )
     _file_option(status)
+    _all_option(status, "show every stack this user runs, wherever its file is")
     status.add_argument("--json", action="store_true", help="one JSON object on stdout")
     status.set_defaults(subparser=status)
 
@@ -94,8 +100,12 @@ def add_stack_parsers(commands: argparse._SubParsersAction[Any]) -> None:
 
     down = commands.add_parser(
         "down",
-        help="stop a detached stack and wait until nothing of it is left",
-        description="Stop the stack started with 'up --detach', dependents first.",
+        help="stop a detached stack (or services kept for test runs) and wait until nothing"
+        " of it is left",
+        description="Stop the stack started with 'up --detach', or the services test runs\n"
+        "keep (--mirakuru-reuse), dependents first.",
+        formatter_class=raw,
     )
     _file_option(down)
+    _all_option(down, "stop every detached stack and every kept service of this user")
     down.set_defaults(subparser=down)

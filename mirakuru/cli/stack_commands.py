@@ -18,7 +18,7 @@ from mirakuru.adapter.guard.stackstate import StackState
 from mirakuru.adapter.stackfile import find_stack_file, load_stack
 from mirakuru.cli.args import DIED, NOT_READY, OK, SIGNALLED, START_FAILED, UNCLEAN_STOP, USAGE
 from mirakuru.cli.commands import Interrupted, SignalGuard, exit_status
-from mirakuru.cli.stack_view import Recorder, StackConsole, status_table, use_colour
+from mirakuru.cli.stack_view import Recorder, StackConsole, duration, status_table, use_colour
 from mirakuru.core.stack import StackError, StackSpec
 from mirakuru.exceptions import TimeoutExpired
 
@@ -26,8 +26,18 @@ __all__ = ["failure_status", "stack_main"]
 
 #: ``status`` says this when the stack is not running.
 NOT_RUNNING = 3
+#: How ``status`` names the way a stack runs.
+_MODES = {
+    "detached": "running detached",
+    "foreground": "running in the foreground",
+    "kept": "kept for test runs",
+}
 #: How often ``logs --follow`` looks for new output.
 _FOLLOW_PAUSE = 0.1
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(f"mirakuru: {text}\n")
 
 
 def _usage(args: argparse.Namespace, message: str) -> int:
@@ -49,13 +59,15 @@ def stack_main(args: argparse.Namespace) -> int:
     try:
         if args.action == "up":
             return _up(args)
+        if getattr(args, "all", False):
+            return _every(args)
         path = str(find_stack_file() if args.file is None else _existing(args.file))
         state = StackState(path)
         if args.action == "status":
             return _status(args, state)
         if args.action == "logs":
             return _logs(args, state)
-        return down(state, say=lambda text: sys.stderr.write(f"mirakuru: {text}\n"))
+        return down(state, say=_say)
     except (StackError, PermissionError) as error:
         return _usage(args, str(error))
 
@@ -197,11 +209,39 @@ def _status(args: argparse.Namespace, state: StackState) -> int:
     elif document is None:
         print(f"not running: {state.stack_file}")
     else:
-        mode = "detached" if document["mode"] == "detached" else "in the foreground"
-        print(f"{state.stack_file}: running {mode} (pid {document['pid']})")
-        for row in status_table(document):
-            print(row)
+        _show(state, document)
     return OK if document is not None else NOT_RUNNING
+
+
+def _show(state: StackState, document: dict[str, Any]) -> None:
+    mode = _MODES.get(document["mode"], document["mode"])
+    idle = document.get("idle")
+    limit = f", ends what is unused for {duration(idle)}" if idle else ""
+    print(f"{state.stack_file}: {mode} (pid {document['pid']}{limit})")
+    for row in status_table(document):
+        print(row)
+
+
+def _every(args: argparse.Namespace) -> int:
+    """``status --all`` and ``down --all``: every stack this user runs, kept ones too."""
+    states = StackState.every()
+    if args.action == "down":
+        codes = [
+            down(state, say=lambda text: sys.stderr.write(f"mirakuru: {text}\n"))
+            for state in states
+        ]
+        if not states:
+            sys.stderr.write("mirakuru: no stack runs\n")
+        return max(codes, default=OK)
+    documents = [(state, state.read()) for state in states]
+    found = [(state, document) for state, document in documents if document is not None]
+    if args.json:
+        print(json.dumps({"stacks": [document for _, document in found]}))
+    elif not found:
+        print("no stack runs")
+    for state, document in found if not args.json else ():
+        _show(state, document)
+    return OK if found else NOT_RUNNING
 
 
 def _logs(args: argparse.Namespace, state: StackState) -> int:
@@ -265,7 +305,7 @@ def down(state: StackState, say: Any, budget: float = 120.0) -> int:
     if left:
         say(f"still running: {', '.join(left)}")
         return UNCLEAN_STOP
-    say(f"stopped {', '.join(document.get('names', ()))}")
+    say(f"stopped {', '.join(document.get('services') or document.get('names', ()))}")
     return OK
 
 

@@ -28,10 +28,11 @@ from mirakuru.adapter.stackfile import load_stack
 from mirakuru.cli.args import DIED, NOT_READY, OK, SIGNALLED, START_FAILED
 from mirakuru.cli.commands import Interrupted, SignalGuard
 from mirakuru.cli.stack_commands import failure_status
+from mirakuru.cli.stack_keeper import Keeper
 from mirakuru.cli.stack_view import Recorder, StackConsole, use_colour
 from mirakuru.core.stack import StackSpec, Status
 
-__all__ = ["detach", "main"]
+__all__ = ["detach", "main", "report_lines"]
 
 #: Added to the services' own timeouts, to bound the wait for a supervisor that hangs.
 _SLACK = 30.0
@@ -81,7 +82,7 @@ def detach(args: argparse.Namespace, spec: StackSpec) -> int:
             os.close(reading)
 
 
-def _lines(fd: int, deadline: float) -> Iterator[str | None]:
+def report_lines(fd: int, deadline: float) -> Iterator[str | None]:
     """The reported lines as they come; None when ``deadline`` passes first."""
     pending = b""
     while True:
@@ -99,7 +100,7 @@ def _lines(fd: int, deadline: float) -> Iterator[str | None]:
 
 
 def _follow(fd: int, child: subprocess.Popen[bytes], console: StackConsole, budget: float) -> int:
-    for line in _lines(fd, time.monotonic() + budget):
+    for line in report_lines(fd, time.monotonic() + budget):
         if line is None:
             console.say(f"no answer from the supervisor within {budget:g} s: stopping it")
             child.send_signal(signal.SIGTERM)
@@ -156,40 +157,60 @@ class _Reporter:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The supervisor: start the stack, report, keep it until SIGTERM, stop it."""
+    """The supervisor: start the stack, report, keep it until SIGTERM, stop it.
+
+    With ``--keep`` it starts nothing itself: test runs ask it for services through its
+    control socket (:mod:`~mirakuru.cli.stack_keeper`), and it ends services nobody used
+    for ``--idle`` seconds, then itself once it keeps nothing.
+    """
     parser = argparse.ArgumentParser(prog="mirakuru-stack-supervisor")
     parser.add_argument("--report-fd", type=int, required=True)
     parser.add_argument("--file", required=True)
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--idle", type=float, default=None)
     parser.add_argument("names", nargs="*")
     args = parser.parse_args(argv)
     reporter = _Reporter(args.report_fd)
-    spec = load_stack(args.file)
+    if args.keep:
+        # The declaration comes with each request: the file may change between test runs.
+        spec = StackSpec(args.file, os.path.dirname(args.file) or "/", ())
+    else:
+        spec = load_stack(args.file)
     state = StackState(spec.source)
     if not state.claim():
         reporter.send(event="already", pid=(state.read() or {}).get("pid", "?"))
         return OK
-    recorder = Recorder(state, "detached", spec.order(args.names or None))
+    names = () if args.keep else spec.order(args.names or None)
+    recorder = Recorder(state, "kept" if args.keep else "detached", names)
+    keeper: Keeper | None = None
 
     def change(name: str, status: Status, detail: str) -> None:
         recorder.change(name, status, detail)
         reporter.send(event="change", service=name, status=status.value, detail=detail)
+        if keeper is not None:
+            keeper.changed(name, status, detail)
         print(f"{time.strftime('%H:%M:%S')} {name}: {status.value} {detail}", flush=True)
 
     try:
         run = StackRun(spec, args.names, on_output=recorder.output, on_change=change)
         recorder.run = run
+        keeper = Keeper(state, run, recorder, idle=args.idle, keep=args.keep)
         recorder.write()
-        return _supervise(run, reporter)
+        return _supervise(run, reporter, keeper)
     finally:
         reporter.close()
+        if keeper is not None:
+            keeper.close()
         recorder.close()
         state.release()
 
 
-def _supervise(run: StackRun, reporter: _Reporter) -> int:
+def _supervise(run: StackRun, reporter: _Reporter, keeper: Keeper) -> int:
     with SignalGuard().installed() as guard:
         try:
-            run.start()
+            if not keeper.keep:
+                run.start()
+            keeper.listen()
         except StackFailed as failure:
             tail = list(getattr(failure.error, "output_tail", ()) or ())
             code = failure_status(failure)
@@ -203,9 +224,8 @@ def _supervise(run: StackRun, reporter: _Reporter) -> int:
         reporter.close()
         code = OK
         try:
-            while not run.wait(0.5):
-                pass
-            if run.failure is not None:
+            keeper.serve()
+            if run.failure is not None and not keeper.keep:
                 print(f"stopping: {run.failure}", flush=True)
                 code = DIED
         except Interrupted:

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from mirakuru.adapter.guard.stackstate import StackState
 from mirakuru.cli.console import fit
 from mirakuru.core.stack import Status
 
-__all__ = ["COLUMNS", "Recorder", "StackConsole", "status_table", "use_colour"]
+__all__ = ["COLUMNS", "Recorder", "StackConsole", "duration", "status_table", "use_colour"]
 
 #: Our own lines fit this many columns.
 COLUMNS = 80
 _COLOURS = ("36", "33", "32", "35", "34", "31", "96", "93", "92", "95")
 _RESET = "\x1b[0m"
 _LOUD = frozenset({Status.FAILED, Status.RESTARTING})
+#: A service's log is moved aside to NAME.log.1 when it grows past this (a kept service
+#: may print all afternoon).
+LOG_LIMIT = 8 * 1024 * 1024
 
 
 def use_colour(stream: IO[str], refused: bool) -> bool:
@@ -86,6 +90,8 @@ class Recorder:
         self.mode = mode
         self.names = list(names)
         self.run: Any = None
+        #: More to record: ``{"services": {name: fields}, **top-level fields}``.
+        self.details: Callable[[], dict[str, Any]] | None = None
         self._logs: dict[str, IO[str]] = {}
         self._identities: dict[int, float | None] = {}
         self._lock = threading.Lock()
@@ -101,6 +107,22 @@ class Recorder:
                 log = self._logs[name] = self.state.open_log(name)
             log.write(line + "\n")
             log.flush()
+            if log.tell() > LOG_LIMIT:
+                log.close()
+                path = self.state.log_path(name)
+                os.replace(path, path.with_name(path.name + ".1"))
+                self._logs[name] = self.state.open_log(name)
+
+    def fresh(self, name: str) -> None:
+        """Service ``name`` starts again: a new log, the last one kept as NAME.log.1 (it may
+        say why the service died)."""
+        with self._lock:
+            log = self._logs.pop(name, None)
+            if log is not None:
+                log.close()
+            path = self.state.log_path(name)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, path.with_name(path.name + ".1"))
 
     def change(self, name: str, status: Status, detail: str) -> None:
         """Write the state of every service again."""
@@ -109,6 +131,10 @@ class Recorder:
     def write(self) -> None:
         """``state.json`` as it is now."""
         services = self.run.snapshot() if self.run is not None else {}
+        details = self.details() if self.details is not None else {}
+        for name, more in details.pop("services", {}).items():
+            if name in services:
+                services[name].update(more)
         for record in services.values():
             pid = record["pid"]
             if pid is not None and pid not in self._identities:
@@ -123,6 +149,7 @@ class Recorder:
                 "names": self.names,
                 "written": time.time(),
                 "services": services,
+                **details,
             }
         )
 
@@ -134,7 +161,8 @@ class Recorder:
             self._logs.clear()
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+    """``45s``, ``12m03s``, ``3h07m``; ``-`` for None."""
     if seconds is None:
         return "-"
     seconds = int(seconds)
@@ -146,20 +174,31 @@ def _duration(seconds: float | None) -> str:
 
 
 def status_table(document: dict[str, Any]) -> list[str]:
-    """The rows ``mirakuru status`` prints, each within 80 columns."""
+    """The rows ``mirakuru status`` prints, each within 80 columns. Services a supervisor
+    serves to test runs get a LAST USE column: ``in use``, or how long ago."""
     services: dict[str, dict[str, Any]] = document.get("services", {})
     width = max([len("SERVICE"), *(len(name) for name in services)])
+    uses = any("in_use" in record for record in services.values())
     head = f"{'SERVICE':<{width}}  {'STATE':<10}  {'PID':>7}  {'PORT':>5}  {'UPTIME':>7}  RESTARTS"
-    rows = [fit(head, COLUMNS + 1)]
+    rows = [fit(head + ("  LAST USE" if uses else ""), COLUMNS + 1)]
     now = time.time()
     for name, record in services.items():
         since = record.get("since")
-        uptime = _duration(now - since if since else None)
+        uptime = duration(now - since if since else None)
         pid = record.get("pid") or "-"
         port = record.get("port") or "-"
         row = (
             f"{name:<{width}}  {record['status']:<10}  {pid!s:>7}  {port!s:>5}  {uptime:>7}"
-            f"  {record.get('restarts', 0)}"
+            f"  {record.get('restarts', 0)!s:<8}"
         )
-        rows.append(fit(row, COLUMNS + 1))
+        if uses:
+            row += f"  {_last_use(record, now)}"
+        rows.append(fit(row.rstrip(), COLUMNS + 1))
     return rows
+
+
+def _last_use(record: dict[str, Any], now: float) -> str:
+    if record.get("in_use"):
+        return "in use"
+    last = record.get("last_use")
+    return f"{duration(now - last)} ago" if last else "-"

@@ -4,7 +4,7 @@ Loaded in every pytest run once mirakuru is installed, so it imports only pytest
 and touches nothing unless a fixture made by :func:`service_fixture` is used. Its parts:
 ``declaration`` (what a conftest writes), ``registry`` (this run's services and the xdist
 workers sharing them), ``shared`` (one service for all workers) and ``reports`` (what a
-failed test's report says).
+failed test's report says) and ``reuse`` (services kept between runs).
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from mirakuru.pytest_plugin.registry import pytest_sessionfinish as pytest_sessi
 from mirakuru.pytest_plugin.reports import describe_service
 from mirakuru.pytest_plugin.reports import pytest_runtest_makereport as pytest_runtest_makereport
 from mirakuru.pytest_plugin.reports import pytest_runtest_setup as pytest_runtest_setup
+from mirakuru.pytest_plugin.reuse import pytest_addoption as pytest_addoption
+from mirakuru.pytest_plugin.reuse import pytest_configure as pytest_configure
+from mirakuru.pytest_plugin.reuse import pytest_terminal_summary as pytest_terminal_summary
+from mirakuru.pytest_plugin.reuse import pytest_testnodedown as pytest_testnodedown
 from mirakuru.pytest_plugin.stacks import stack_fixture
 
 __all__ = [

@@ -38,12 +38,15 @@ from mirakuru.pytest_plugin.registry import (
     _services,
     _shared_root,
 )
+from mirakuru.pytest_plugin.reuse import held, keep, reuse_setting
 from mirakuru.pytest_plugin.starting import show_progress, started
 
 if TYPE_CHECKING:
+    from mirakuru._reuse import Lease
     from mirakuru.base import SimpleExecutor
     from mirakuru.core.lifecycle import State, StateChange
     from mirakuru.core.probes import Probe
+    from mirakuru.pytest_plugin.shared import Share
 
 __all__ = ["ReadySpec", "Scope", "Service", "ServiceFixture", "service_fixture"]
 
@@ -136,6 +139,7 @@ class _Spec:
         stop_timeout: float | None,
         envvars: Mapping[str, str] | None,
         executor_kwargs: Mapping[str, Any],
+        reuse: bool = False,
     ) -> None:
         self.factory: Callable[..., Any] | None = None
         self.dependencies: tuple[str, ...] = ()
@@ -155,6 +159,11 @@ class _Spec:
         check_environment(envvars or {})
         if shared and scope != "session":
             raise ValueError(f"service_fixture: shared=True needs scope='session', got {scope!r}")
+        if reuse:
+            from mirakuru.pytest_plugin.keepable import check_keepable
+
+            check_keepable(command, scope, executor_kwargs)
+        self.reuse = reuse
         self.command = command
         self.ready = ready
         self.scope = scope
@@ -263,6 +272,34 @@ def _executor(
     return executor
 
 
+def _kept(
+    spec: _Spec, request: pytest.FixtureRequest, fixture: str, declared_in: str | None
+) -> Lease | None:
+    """With reuse on, a lease on the service kept by its supervisor (None: started here)."""
+    __tracebackhide__ = True
+    if not (spec.reuse and reuse_setting(request.config).on):
+        return None
+    from mirakuru.pytest_plugin.keepable import declaration
+
+    kept = declaration(spec.command, spec.ready, spec.options, fixture, declared_in)
+    return keep(request, kept, kept.names[0])
+
+
+def _share(
+    spec: _Spec, factory: pytest.TempPathFactory, fixture: str, declared_in: str | None
+) -> Share:
+    """The run-wide lease of a service shared by every xdist worker."""
+    from mirakuru.pytest_plugin.shared import Share, share_key
+
+    return Share(
+        _shared_root(factory),
+        fixture,
+        lock_timeout=(spec.options["timeout"] or 600) + 60,
+        drain_timeout=_LAST_WORKER_WAIT,
+        key=share_key(fixture, declared_in),
+    )
+
+
 _E = TypeVar("_E", bound="SimpleExecutor")
 #: What a service factory may return instead of an executor.
 _Made: TypeAlias = "str | Sequence[str] | Mapping[str, Any]"
@@ -276,6 +313,7 @@ def service_fixture(
     scope: Scope = "session",
     name: str | None = None,
     shared: Literal[False] = False,
+    reuse: Literal[False] = False,
     timeout: float | None = 60,
     stop_timeout: float | None = None,
     envvars: Mapping[str, str] | None = None,
@@ -291,6 +329,7 @@ def service_fixture(
     scope: Scope = "session",
     name: str | None = None,
     shared: bool = False,
+    reuse: bool = False,
     timeout: float | None = 60,
     stop_timeout: float | None = None,
     envvars: Mapping[str, str] | None = None,
@@ -305,6 +344,7 @@ def service_fixture(
     scope: Scope = "session",
     name: str | None = None,
     shared: bool = False,
+    reuse: bool = False,
     timeout: float | None = 60,
     stop_timeout: float | None = None,
     envvars: Mapping[str, str] | None = None,
@@ -324,6 +364,12 @@ def service_fixture(
 
     For type checkers, the fixture's value is the executor a factory returns, else a
     :class:`Service` (the other workers sharing a service get a read-only view of it).
+
+    With ``reuse=True`` (a session service given by its command) and reuse turned on for
+    the run (``--mirakuru-reuse`` or ``MIRAKURU_REUSE=1``, never under ``CI``), a supervisor
+    keeps the service after the run, and the next run attaches to it while it is provably
+    the same and healthy; the fixture then gives a view whose ``port`` and ``pid`` are the
+    kept service's.
     """
     if shared:
         _SHARED_DECLARED.append(True)
@@ -338,6 +384,7 @@ def service_fixture(
         stop_timeout=stop_timeout,
         envvars=envvars,
         executor_kwargs=executor_kwargs,
+        reuse=reuse,
     )
 
     def service(**fixtures: Any) -> Generator[Any]:
@@ -347,6 +394,10 @@ def service_fixture(
         dependencies = {name: fixtures[name] for name in spec.dependencies}
         fixture = request.fixturename or "service"
         _require_plugin(request.config, fixture)
+        lease = _kept(spec, request, fixture, declared_in)
+        if lease is not None:
+            yield from held(request, lease, next(iter(lease.services)))
+            return
         services: Services = request.getfixturevalue("mirakuru_services")
         known = _services(request.config)
         provided: Any = services._claim(spec)
@@ -354,15 +405,7 @@ def service_fixture(
         if provided is not None:
             known[fixture] = provided
         elif spec.shared and _is_worker(request.config):
-            from mirakuru.pytest_plugin.shared import Share, share_key
-
-            share = Share(
-                _shared_root(tmp_path_factory),
-                fixture,
-                lock_timeout=(spec.options["timeout"] or 600) + 60,
-                drain_timeout=_LAST_WORKER_WAIT,
-                key=share_key(fixture, declared_in),
-            )
+            share = _share(spec, tmp_path_factory, fixture, declared_in)
 
             def start() -> SimpleExecutor:
                 __tracebackhide__ = True

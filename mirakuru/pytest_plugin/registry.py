@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from mirakuru.pytest_plugin.reuse import reuse_setting
 from mirakuru.pytest_plugin.starting import show_progress, trimmed
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class Services:
                     continue
                 if spec.shared and _is_worker(request.config):
                     continue  # started under the run-wide lock instead
+                if spec.reuse and reuse_setting(request.config).on:
+                    continue  # asked of its supervisor instead
                 if not all(
                     name in definitions and definitions[name][-1].scope == "session"
                     for name in spec.dependencies

@@ -32,6 +32,10 @@ def describe_service(executor: Any, *, tail_shown: bool = False) -> str:
     owner = getattr(executor, "owner_pid", None)
     if owner is not None:
         lines.append(f"shared: started by another worker (pid {owner})")
+    keeper = getattr(executor, "supervisor_pid", None)
+    if keeper is not None:
+        how = "attached to" if executor.attached else "started by this run"
+        lines.append(f"kept: by supervisor pid {keeper} between runs ({how})")
     lines.append(f"state: {executor.state.value}")
     history = tuple(executor.history)
     exited = _exit_note(executor, history)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import PYTHON
 
-__all__ = ["LISTENER", "needs_redis", "py", "write_stack"]
+__all__ = ["CLOSABLE", "LISTENER", "needs_redis", "py", "write_stack"]
 
 needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
 
@@ -59,3 +59,26 @@ def write_stack(folder: Path, text: str, name: str = "mirakuru.toml") -> Path:
     path = folder / name
     path.write_text(text)
     return path
+
+
+#: Listens on argv[1] (counting its starts in the file argv[2]) and serves until stopped; on
+#: SIGUSR1 it closes its listening socket but lives on: alive, and no longer ready.
+CLOSABLE = """
+import signal, socket, sys, threading, time
+with open(sys.argv[2], 'a') as counter:
+    counter.write('x')
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(('127.0.0.1', int(sys.argv[1])))
+server.listen()
+def serve():
+    while True:
+        try:
+            server.accept()[0].close()
+        except OSError:
+            return
+threading.Thread(target=serve, daemon=True).start()
+signal.signal(signal.SIGUSR1, lambda *_: server.shutdown(socket.SHUT_RDWR) or server.close())
+while True:
+    time.sleep(60)
+"""

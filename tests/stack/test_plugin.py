@@ -73,6 +73,43 @@ def _gone(pytester: pytest.Pytester) -> bool:
     return not any(psutil.pid_exists(pid) for pid in pids)
 
 
+BOTH = """
+from mirakuru.pytest_plugin import stack_fixture
+
+cache = stack_fixture("cache")
+api = stack_fixture("api")
+"""
+
+BOTH_TESTS = """
+import os
+
+def test_cache(cache):
+    with open(os.environ["RECORDS"] + "/cache-pids", "a") as f:
+        f.write(f"{cache.process.pid if hasattr(cache, 'process') else cache.pid}\\n")
+
+def test_api(api, cache):
+    assert api.ports["cache"] == cache.port
+"""
+
+
+class TestSharedDependencies:
+    """Two stack fixtures of one stack (api needs cache) share one cache."""
+
+    @pytest.mark.parametrize("options", [(), ("-n", "2", "--dist", "each")], ids=["one", "xdist"])
+    def test_dependency_started_once(
+        self, project: pytest.Pytester, options: tuple[str, ...]
+    ) -> None:
+        """cache and api both used: cache starts once, api uses it."""
+        project.makeconftest(BOTH)
+        project.makepyfile(BOTH_TESTS)
+        result = project.runpytest_subprocess(*options)
+        result.assert_outcomes(passed=2 if not options else 4)
+        assert (_starts(project, "cache"), _starts(project, "api")) == (1, 1)
+        pids = (project.path / "cache-pids").read_text().split()
+        assert len(set(pids)) == 1
+        assert wait_until(lambda: not any(psutil.pid_exists(int(pid)) for pid in pids), 10)
+
+
 class TestStackFixture:
     """The fixture starts the service after its dependencies, once per run."""
 

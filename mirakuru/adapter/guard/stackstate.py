@@ -3,11 +3,15 @@
 ``up`` (in the foreground, or the supervisor of ``up --detach``) holds an exclusive lock
 on ``lock`` for as long as it owns the services, and keeps ``state.json`` (each service's
 status, PID, port, restarts) and ``logs/NAME.log`` up to date; ``status``, ``logs`` and
-``down`` read them. The directory is keyed by the stack file's path and lives under
-``$XDG_RUNTIME_DIR/mirakuru`` or, without one, a per-user directory in the temporary
-directory. Every level is created 0700 and checked (ours, not a symlink, no access for
-others) before anything is read from it or written to it: another user must not be able to
-plant a state file that makes ``down`` signal their choice of process.
+``down`` read them. A supervisor also listens on ``control`` (a unix socket) for test
+runs that keep services between runs, and those runs take ``reuse.lock`` in turn, so
+that finding or starting the supervisor and asking it for services is one step.
+
+The directory is keyed by the stack file's path and lives under ``$XDG_RUNTIME_DIR/mirakuru``
+or, without one, a per-user directory in the temporary directory. Every level is created
+0700 and checked (ours, not a symlink, no access for others) before anything is read from
+it or written to it: another user must not be able to plant a state file that makes
+``down`` signal their choice of process.
 """
 
 from __future__ import annotations
@@ -17,13 +21,20 @@ import fcntl
 import hashlib
 import json
 import os
+import socket
 import stat
+import struct
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["StackState", "UnsafeStateDirectory", "state_root"]
+__all__ = ["StackState", "UnsafeStateDirectory", "peer_credentials", "state_root"]
+
+#: A unix socket's path must fit in ``sun_path`` (108 bytes on Linux, 104 on macOS).
+_SOCKET_PATH_MAX = 103
+_LOCK_PAUSE = 0.02
 
 _PRIVATE = 0o700
 _CLAIM_TRIES = 5
@@ -53,6 +64,15 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
+def peer_credentials(sock: socket.socket) -> tuple[int, int]:
+    """The PID and user ID of the process at the other end of a unix socket."""
+    if hasattr(socket, "SO_PEERCRED"):
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _ = struct.unpack("3i", raw)
+        return pid, uid
+    return -1, os.geteuid() if sock.family == socket.AF_UNIX else -1  # no way to ask
+
+
 def state_root() -> Path:
     """The per-user directory holding every stack's state (created when missing)."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
@@ -76,6 +96,55 @@ class StackState:
         self.path = _private_dir(stacks / key)
         self.logs = _private_dir(self.path / "logs")
         self._lock: IO[bytes] | None = None
+
+    @classmethod
+    def every(cls) -> list[StackState]:
+        """The state of every stack this user runs now (detached, foreground or kept)."""
+        stacks = _private_dir(state_root() / "stacks")
+        found = []
+        for folder in sorted(stacks.iterdir()):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                _check_private(folder)
+                with open(folder / "state.json", encoding="utf-8") as handle:
+                    source = json.load(handle)["stack_file"]
+                state = cls(source)
+                if state.path == folder and state.running():
+                    found.append(state)
+        return found
+
+    @property
+    def control_path(self) -> Path:
+        """The supervisor's control socket (see :mod:`mirakuru.cli.stack_keeper`)."""
+        path = self.path / "control"
+        if len(os.fsencode(path)) > _SOCKET_PATH_MAX:
+            raise UnsafeStateDirectory(
+                f"{path} is too long for a unix socket: set XDG_RUNTIME_DIR (or TMPDIR) to a"
+                " shorter directory"
+            )
+        return path
+
+    @contextlib.contextmanager
+    def exclusive(self, timeout: float) -> Iterator[None]:
+        """Hold ``reuse.lock`` for the block: one test run at a time finds, starts or asks
+        the supervisor. ``TimeoutError`` after ``timeout`` seconds of waiting."""
+        fd = os.open(self.path / "reuse.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "r+b") as handle:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"{self.path / 'reuse.lock'} still held after {timeout:g} s by"
+                            f" another test run starting services of {self.stack_file}"
+                        ) from None
+                    time.sleep(_LOCK_PAUSE)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- ownership ----------------------------------------------------------------------
 

@@ -28,7 +28,13 @@ from mirakuru.core.stack.model import (
     restart_delay,
 )
 from mirakuru.core.stack.parse import parse_stack
-from mirakuru.core.stack.placeholders import build_probe, fill, placeholders, port_of
+from mirakuru.core.stack.placeholders import (
+    build_probe,
+    fill,
+    placeholders,
+    port_of,
+    ready_table,
+)
 
 __all__ = [
     "UP",
@@ -54,5 +60,6 @@ __all__ = [
     "parse_stack",
     "placeholders",
     "port_of",
+    "ready_table",
     "restart_delay",
 ]

@@ -14,7 +14,15 @@ from mirakuru.core import probes
 from mirakuru.core.probes import Probe
 from mirakuru.core.stack.model import ReadySpec
 
-__all__ = ["OWN_PORT", "build_probe", "fill", "placeholders", "port_of", "tcp_address"]
+__all__ = [
+    "OWN_PORT",
+    "build_probe",
+    "fill",
+    "placeholders",
+    "port_of",
+    "ready_table",
+    "tcp_address",
+]
 
 OWN_PORT = "port"
 _PORT_SUFFIX = ".port"
@@ -102,3 +110,41 @@ def build_probe(ready: ReadySpec, cwd: str, text: Callable[[str], str]) -> Probe
             "ready has no check: give tcp, http, output, pid_file, unix_socket or notify"
         )
     return probes.all_of(*found)
+
+
+def _host_port(host: str, port: int, own: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{{{OWN_PORT}}}" if port == own else f"{shown}:{port}"
+
+
+def ready_table(probe: Probe, own: int) -> dict[str, object]:
+    """The ``ready`` table that makes ``probe`` again (the inverse of :func:`build_probe`),
+    with the port ``own`` written as ``{port}``. A probe the table cannot say (``any_of``,
+    HTTP headers or a payload, two checks of one kind) raises ``TypeError`` naming it."""
+    table: dict[str, object] = {}
+    leaves = probe.probes if isinstance(probe, probes.AllOf) else (probe,)
+    for leaf in leaves:
+        entry: dict[str, object]
+        if isinstance(leaf, probes.Tcp):
+            entry = {"tcp": _host_port(leaf.host, leaf.port, own)}
+        elif isinstance(leaf, probes.Http) and not leaf.headers and leaf.payload is None:
+            parts = leaf.parts
+            url = leaf.url
+            if parts.port == own and parts.hostname is not None:
+                netloc = _host_port(parts.hostname, own, own)
+                url = parts._replace(netloc=netloc).geturl()
+            entry = {"http": url, "method": leaf.method, "status": leaf.status.pattern}
+        elif isinstance(leaf, probes.Banner):
+            entry = {"output": leaf.pattern.pattern}
+        elif isinstance(leaf, probes.PidFile):
+            entry = {"pid_file": leaf.path}
+        elif isinstance(leaf, probes.UnixSocket):
+            entry = {"unix_socket": leaf.path}
+        elif isinstance(leaf, probes.SdNotify):
+            entry = {"notify": True}
+        else:
+            raise TypeError(f"{leaf!r} cannot be written as a ready table")
+        if table.keys() & entry.keys():
+            raise TypeError(f"{probe!r} checks one kind twice: a ready table cannot say that")
+        table.update(entry)
+    return table
