@@ -246,11 +246,12 @@ def one_run(
     held = held_locks(executor)
     if held:
         problems.append(f"{phase} at {interrupter.fired}: locks left held: {held}")
+    owned = executor.process is not None  # else check() has looked for leftovers already
     try:
         executor.kill()
     except Exception as error:  # reported, and the run goes on
         problems.append(f"{phase}: kill() afterwards raised {error!r}")
-    if settled(executor._uuid):
+    if (owned or outcome != "interrupted") and settled(executor._uuid):
         problems.append(f"{phase}: kill() afterwards left processes alive")
     return interrupter.fired is not None, problems
 
