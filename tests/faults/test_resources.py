@@ -219,7 +219,9 @@ def test_huge_lines_are_cut_in_the_tail_and_the_message() -> None:
     assert report["message"] < 120_000
     assert "cut" in report["last"]
     # Before the tail was bounded the driver peaked near 700 MB; the pipe data is 160 MB.
-    assert report["peak_mb"] < 200
+    # Alone it peaks near 45 MB; on a loaded machine a line's carry is copied more often
+    # before its newline arrives (285 MB seen in CI's suite run), so the bound is loose.
+    assert report["peak_mb"] < 400
 
 
 FILE_SIZE_LIMIT = r"""
