@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import psutil
+import pytest
 
 from mirakuru.base import ENV_UUID, SimpleExecutor
 
@@ -89,3 +90,19 @@ def marked_processes(executor: SimpleExecutor) -> list[psutil.Process]:
         for process in processes_with_token_prefix(executor._uuid)
         if _marker(process) == executor._uuid
     ]
+
+
+def _watchdog_can_pin() -> bool:
+    from mirakuru.adapter.capabilities import capabilities
+
+    return capabilities().pidfd
+
+
+#: For tests of what the watchdog does once the owner was SIGKILLed: it kills only what it
+#: has pinned, and pinning needs pidfds (Linux). In portable mode (and on macOS and the
+#: BSDs) the services of an owner killed that way are left running; a normal exit or
+#: SIGTERM still stops them through the exit hook.
+needs_watchdog_pins = pytest.mark.skipif(
+    not _watchdog_can_pin(),
+    reason="needs pidfds (Linux): the watchdog kills only the processes it has pinned",
+)

@@ -11,6 +11,7 @@ import pytest
 
 from mirakuru.adapter.capabilities import capabilities
 from tests.faults import matrix, programs
+from tests.helpers import needs_watchdog_pins
 
 #: Daemons that leave the tree, the process group and the marker: only a cgroup holds them.
 DAEMONS = {
@@ -67,6 +68,7 @@ def postgres_template() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@needs_watchdog_pins
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 @pytest.mark.parametrize("how", list(matrix.OWNER_SIGNALS))
 def test_owner_dies_with_redis_and_postgres(how: str, mark: str, postgres_template: str) -> None:

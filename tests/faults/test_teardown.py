@@ -18,7 +18,7 @@ from mirakuru.core.lifecycle import State
 from mirakuru.exceptions import ProcessExitedWithError, ProcessFinishedWithError
 from tests.faults import programs
 from tests.faults.conftest import MARK, alive_with
-from tests.helpers import wait_until
+from tests.helpers import needs_watchdog_pins, wait_until
 
 #: Bound for every wait on a child of the test itself (drivers, decoys).
 BOUND = 10.0
@@ -253,6 +253,7 @@ except KeyboardInterrupt:
         assert alive_with(mark) == []
 
 
+@needs_watchdog_pins
 class TestOwnerDeath:
     """When the owner is SIGKILLed, the watchdog kills its services within a second or so."""
 

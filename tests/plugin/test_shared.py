@@ -7,7 +7,7 @@ import functools
 import psutil
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import needs_watchdog_pins, wait_until
 
 CONFTEST = """
 import os
@@ -153,6 +153,7 @@ class TestSharedAcrossWorkers:
         assert len(_starts(project)) == 1
         _assert_stopped(project)
 
+    @needs_watchdog_pins
     def test_owner_gone_is_a_clear_error(self, project: pytest.Pytester) -> None:
         """A worker that finds the owner dead is told so, and signals nothing."""
         project.makepyfile(

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import PYTHON, wait_until
+from tests.helpers import PYTHON, needs_watchdog_pins, wait_until
 from tests.stack.programs import listener, needs_redis, py, write_stack
 
 LIMIT = 60.0
@@ -270,6 +270,7 @@ depends_on = {{ job = "completed" }}
         assert "'job' exited on its own with status 1" in done.stderr
         assert cli(tmp_path, "status").returncode == 3
 
+    @needs_watchdog_pins
     def test_killed_supervisor_takes_the_services(self, tmp_path: Path) -> None:
         """SIGKILL to the supervisor: the watchdog kills its services."""
         write_stack(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PYTHON, wait_until
+from tests.helpers import PYTHON, needs_watchdog_pins, wait_until
 from tests.stack.test_reuse import LIMIT, REDIS, TESTS, Project, _alive, cli
 
 KEPT_REDIS = """
@@ -190,6 +190,7 @@ class TestWithUp:
             up.send_signal(signal.SIGTERM)
             assert up.wait(LIMIT) == 0
 
+    @needs_watchdog_pins
     def test_supervisor_killed_between_runs(self, project: Project) -> None:
         """Its supervisor killed: the watchdog ends the service; the next run starts anew."""
         project.run().assert_outcomes(passed=1)
