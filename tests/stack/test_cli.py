@@ -76,7 +76,9 @@ def gone(pids: list[int]) -> bool:
         except psutil.Error:
             return False
 
-    return not any(alive(pid) for pid in pids)
+    # `down` returns once the services are stopped; the supervisor may still be on its way
+    # out (a busy machine), so give it a bounded moment.
+    return wait_until(lambda: not any(alive(pid) for pid in pids), 10.0)
 
 
 def ours(stderr: str) -> list[str]:
