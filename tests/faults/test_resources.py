@@ -63,7 +63,7 @@ if child == 0:
     try:
         for number in range(STARTS):
             cycle(f"child-{number}")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # generous: each close waits out a grace period
         while inotify_count() and time.monotonic() < deadline:
             time.sleep(0.01)  # closing an inotify descriptor waits out an RCU grace period
         code = min(inotify_count(), 100)
