@@ -323,6 +323,8 @@ class SimpleExecutor(PublishedAttributes, Waiting, Teardown, AsyncMethods):
                 self._time_out()
 
         hints = self._wait_hints() if run is not None and run.real else []
+        gate = self._wait_gate(wait_for)
+        unready = self._counted_gate(gate) if gate is not None else None
         with nullcontext(idle_wakeups) if run is None else run.serving(hints) as wakeups:
             wait_past_deadline(
                 check,
@@ -333,8 +335,14 @@ class SimpleExecutor(PublishedAttributes, Waiting, Teardown, AsyncMethods):
                 on_timeout=timed_out,
                 step=self._sleep,
                 floor=self._poll_floor,
+                unready=unready,
             )
         return self
+
+    def _wait_gate(self, wait_for: Callable[[], bool]) -> Callable[[], bool] | None:
+        """A cheap sure "not ready yet" that may stand in for ``wait_for`` on a wake-up no
+        event caused, if there is one (only for the stock readiness check)."""
+        return None
 
     def _wait_hints(self) -> list[DirectoryWatch]:
         """Watches whose events mean "readiness is probably moments away"."""

@@ -321,9 +321,16 @@ class RunWakeups:
         self._run = run
         self._seen = run.marks()
         self.served = 0.0  # the reactor serves the sources, on its own thread
+        self.woken = False
 
     def wait(self, timeout: float) -> bool:
-        marks = self._run.wait_change(self._seen, None if math.isinf(timeout) else timeout)
-        hinted = marks[1] != self._seen[1]
-        self._seen = marks
-        return hinted
+        run = self._run
+        seen = self._seen
+        if (run._events, run._hints) == seen and not run.stopping:
+            # The lock is released by whoever has news: acquiring it is the wake-up.
+            self.woken = run._signal.acquire(True, -1 if math.isinf(timeout) else max(0.0, timeout))
+            if not self.woken and not run.stopping:
+                return False  # its time ran out, nothing happened: the common case
+        marks = self._seen = (run._events, run._hints)
+        self.woken = True
+        return marks[1] != seen[1]
