@@ -181,29 +181,31 @@ class Cgroup:
         return self._sealed and _leaf(self.path)
 
     def adopt_child(self, process: Any, forks_before: int | None = None) -> None:
-        """Move ``process`` (a Popen we just created) in now, holding Popen's reaping lock.
+        """Move ``process`` (a Popen we just created) in, without making the caller wait.
 
-        The lock keeps the child from being reaped, and its PID recycled, until the move has
-        landed. Unless :func:`warm_up` ended just now, the child is stopped (SIGSTOP, then
-        SIGCONT) for as long as the move takes: on a loaded machine the hierarchy can go
-        cold again between the two, and a move that waits out a grace period would leave
-        a running child time to fork, ``setsid()`` and wipe its environment outside the
-        cgroup. (Always stopping costs ~0.3 ms a start on a VM, where each signal to a
-        task on another core is an interrupt between virtual CPUs.)
-        Held by someone else (a poll() on another thread), the move goes to the cgroup
-        thread instead (:meth:`adopt_soon`), rather than wait here.
+        A cold move waits out an RCU grace period (~10 ms, more under load) before it lands.
+        The child is stopped first (SIGSTOP through a pidfd, so no recycled PID is ever hit)
+        and the cgroup thread moves it and continues it (SIGCONT): nothing it forks can be
+        born outside the cgroup, and the caller goes on at once. Where there is no pidfd,
+        the move is made here, holding Popen's reaping lock (so that the child cannot be
+        reaped and its PID recycled until it landed), after :func:`warm_up`.
         """
         guard = getattr(process, "_waitpid_lock", None)
         if not isinstance(guard, _LOCK_TYPE):
             self.adopt(process.pid, forks_before)
             return
+        reaped: Callable[[], bool] = lambda: process.returncode is not None  # noqa: E731
+        pidfd = _paused(process.pid)
+        if pidfd is not None:
+            self._adopt_later(self._adopt_paused(process.pid, pidfd, guard, reaped, forks_before))
+            return
         if not guard.acquire(blocking=False):
-            self.adopt_soon(
-                process.pid, guard, lambda: process.returncode is not None, forks_before
-            )
+            self.adopt_soon(process.pid, guard, reaped, forks_before)
             return
         try:
             if process.returncode is None:
+                # spawn() called warm_up() just before Popen; if that was too long ago, the
+                # hierarchy may be cold again: stop the child for as long as the move takes.
                 late = time.monotonic() - _warmed_at > _WARM_FOR
                 paused = late and _signal(process.pid, signal.SIGSTOP)
                 try:
@@ -213,6 +215,55 @@ class Cgroup:
                         _signal(process.pid, signal.SIGCONT)
         finally:
             guard.release()
+
+    def _adopt_later(self, job: Callable[[threading.Event], None]) -> None:
+        settled = self._settled = threading.Event()
+        try:
+            _submit(lambda: job(settled))
+        except RuntimeError:  # no new thread at interpreter shutdown: move it here
+            job(settled)
+
+    def _adopt_paused(
+        self,
+        pid: int,
+        pidfd: int,
+        guard: Any,
+        reaped: Callable[[], bool],
+        forks_before: int | None,
+    ) -> Callable[[threading.Event], None]:
+        def job(settled: threading.Event) -> None:
+            paused = True
+            try:
+                # Stopped (or gone): every task it created before is counted by now, even
+                # one whose fork was under way when the stop came.
+                stopped = _wait_stopped(pidfd)
+                counted = forks_so_far()
+                began = time.monotonic()
+                while not guard.acquire(timeout=0.05):
+                    waited = time.monotonic() - began
+                    if reaped() or waited > _GUARD_WAIT:
+                        return
+                    if paused and waited > _PAUSE_WAIT:
+                        # Someone waits on it holding Popen's lock: let it run meanwhile.
+                        paused = not _pidfd_signal(pidfd, signal.SIGCONT)
+                try:
+                    if reaped():
+                        return
+                    moved = _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n")
+                finally:
+                    guard.release()
+                # Sealed only if it stayed stopped until it was in, having created no task.
+                first = None if forks_before is None else forks_before + 1
+                self._sealed = (
+                    moved and stopped and paused and first is not None and counted == first
+                )
+            finally:
+                if paused:
+                    _pidfd_signal(pidfd, signal.SIGCONT)
+                os.close(pidfd)
+                settled.set()
+
+        return job
 
     def adopt_soon(
         self, pid: int, guard: Any, reaped: Callable[[], bool], forks_before: int | None = None
@@ -326,6 +377,46 @@ class Cgroup:
 _WARM_FOR = 0.0005
 _warmed_at = 0.0
 
+#: How long a paused child waits for Popen's lock (held by someone waiting on it) before
+#: it is continued anyway, still to be moved once the lock is free.
+_PAUSE_WAIT = 0.2
+
+
+def _paused(pid: int) -> int | None:
+    """A pidfd of our new child ``pid``, which is now stopped (SIGSTOP); None where
+    there are no pidfds (then nothing was sent)."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None or not hasattr(signal, "pidfd_send_signal"):
+        return None
+    try:
+        pidfd: int = opener(pid)
+    except OSError:
+        return None
+    if not _pidfd_signal(pidfd, signal.SIGSTOP):
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
+def _pidfd_signal(pidfd: int, sig: int) -> bool:
+    try:
+        signal.pidfd_send_signal(pidfd, sig)
+    except OSError:
+        return False
+    return True
+
+
+def _wait_stopped(pidfd: int) -> bool:
+    """Block until the child behind ``pidfd`` has stopped (True) or exited (False)."""
+    flags = os.WSTOPPED | os.WEXITED | os.WNOWAIT
+    try:
+        info = os.waitid(os.P_PIDFD, pidfd, flags)
+    except ChildProcessError:
+        return False  # reaped already
+    except OSError:
+        return False
+    return info is not None and info.si_code == os.CLD_STOPPED
+
 
 def warm_up() -> None:
     """Pay a cold move's RCU wait (~5 ms) with a no-op move, before the move that matters.
@@ -335,9 +426,10 @@ def warm_up() -> None:
     this process into the cgroup it is already in changes nothing but takes that wait, so
     the service's move right after it is spawned lands in microseconds: before the service
     can fork anything out of reach, and without holding Popen's reaping lock (which stop()
-    and poll() need) for long. Done on every spawn: when the hierarchy is warm it costs
-    one write (~25 us), and guessing from the time of our last move misses other processes'
-    moves and a grace period shorter than the guess.
+    and poll() need) for long. Done on every spawn where the child cannot be stopped for
+    its move through a pidfd: when the hierarchy is warm it costs one write (~25 us), and
+    guessing from the time of our last move misses other processes' moves and a grace
+    period shorter than the guess.
     """
     global _warmed_at  # noqa: PLW0603 - a hint for every thread: a stale one means a stop
     mount, own = _mount(), _own_path()

@@ -35,12 +35,13 @@ def spawn(
     kwargs = dict(popen_kwargs)
     if "preexec_fn" not in kwargs and "process_group" not in kwargs:
         kwargs.setdefault("start_new_session", True)
+    # Whatever the child forks before its move is born outside the cgroup, and a cold move
+    # waits out an RCU grace period (~10 ms): the child is stopped until its move landed
+    # (see Cgroup.adopt_child), so that neither it nor the caller waits in between.
     group = cgroup.create() if token and capabilities().cgroup else None
-    if group is not None:
-        # Whatever the child forks before its move is born outside the cgroup, and a cold
-        # move waits out an RCU grace period (~10 ms) first: a daemon that forks, setsid()s
-        # and wipes its environment sooner would be lost. Paid here, before the child
-        # exists, the wait leaves the move right after Popen a matter of microseconds.
+    if group is not None and not capabilities().pidfd:
+        # No pidfd to stop the child safely with: pay the grace period here, before the
+        # child exists, so that its move right after Popen lands in microseconds.
         cgroup.warm_up()
     # Counted before the child exists, so that the cgroup move can tell whether the child
     # (or anyone) created a task before the move landed: see cgroup.Cgroup.sealed().
