@@ -266,9 +266,10 @@ class Executor(SimpleExecutor):
             and only_event_driven(probe)
         )
         if event_driven and self._pidfd is not None:
-            # An explicit sleep stays the longest gap, but there is nothing to poll faster for.
-            explicit = PollSchedule(cap=self._sleep, first=self._sleep)
-            return (event_schedule() if self._adaptive else explicit), False
+            # A shorter sleep would only add wake-ups that cannot see anything new (every
+            # change is an event); a longer one is still the longest gap.
+            sleep = max(self._sleep, event_schedule().cap)
+            return PollSchedule(cap=sleep, first=sleep), False
         if event_driven and self._adaptive:
             # Without a pidfd an exit wakes nobody (unless the output ends): keep polling fast.
             return _FAST, False
