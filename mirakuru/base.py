@@ -264,7 +264,7 @@ class SimpleExecutor(PublishedAttributes, Waiting, Teardown, AsyncMethods):
         kwargs = self._popen_kwargs
         argv: Any = self.command if kwargs.get("shell") else list(self.command_parts)
         try:
-            process = spawn(argv, kwargs, self._uuid)
+            process = spawn(argv, kwargs, self._uuid, move_later=self._move_later)
         except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
             program = self.command if kwargs.get("shell") else str(self.command_parts[0])
             self._fire(Trigger.FAIL, f"cannot run {program!r}")
@@ -277,6 +277,10 @@ class SimpleExecutor(PublishedAttributes, Waiting, Teardown, AsyncMethods):
         if self._run.real:  # a stand-in's PID is not ours to guard or signal
             registry.track(self)
         observers.notify_start(self)
+
+    #: Whether start() returns without waiting for the process (then its cgroup move, and
+    #: the grace period a cold one waits out, happen while it is stopped, off start()).
+    _move_later = True
 
     def _became_ready(self) -> None:
         self._fire(Trigger.READY)

@@ -69,6 +69,7 @@ class Executor(SimpleExecutor):
     _leader_exit_seen = False
     _remains_looked_at = -math.inf
     _gated_check: Callable[[], bool] | None = None  # the check start() waits with
+    _move_later = False  # start() waits for the process anyway: no need to stop it
 
     def __init__(
         self,
@@ -260,11 +261,8 @@ class Executor(SimpleExecutor):
         # Output and sd_notify readiness can only change when the child writes or exits,
         # and both wake the waiter at once: timed checks are a mere safety net then.
         probe = self._readiness_probe()
-        event_driven = (
-            probe is not None
-            and type(self).after_start_check is Executor.after_start_check
-            and only_event_driven(probe)
-        )
+        stock = type(self).after_start_check is Executor.after_start_check
+        event_driven = probe is not None and stock and only_event_driven(probe)
         if event_driven and self._pidfd is not None:
             # A shorter sleep would only add wake-ups that cannot see anything new (every
             # change is an event); a longer one is still the longest gap.

@@ -180,22 +180,30 @@ class Cgroup:
             return False
         return self._sealed and _leaf(self.path)
 
-    def adopt_child(self, process: Any, forks_before: int | None = None) -> None:
-        """Move ``process`` (a Popen we just created) in, without making the caller wait.
+    def adopt_child(
+        self, process: Any, forks_before: int | None = None, *, later: bool = False
+    ) -> None:
+        """Move ``process`` (a Popen we just created) in now, holding Popen's reaping lock.
 
-        A cold move waits out an RCU grace period (~10 ms, more under load) before it lands.
-        The child is stopped first (SIGSTOP through a pidfd, so no recycled PID is ever hit)
-        and the cgroup thread moves it and continues it (SIGCONT): nothing it forks can be
-        born outside the cgroup, and the caller goes on at once. Where there is no pidfd,
-        the move is made here, holding Popen's reaping lock (so that the child cannot be
-        reaped and its PID recycled until it landed), after :func:`warm_up`.
+        The lock keeps the child from being reaped, and its PID recycled, until the move has
+        landed. Unless :func:`warm_up` ended just now, the child is stopped (SIGSTOP, then
+        SIGCONT) for as long as the move takes: on a loaded machine the hierarchy can go
+        cold again between the two, and a move that waits out a grace period would leave
+        a running child time to fork, ``setsid()`` and wipe its environment outside the
+        cgroup. Held by someone else (a poll() on another thread), the move goes to the
+        cgroup thread instead (:meth:`adopt_soon`), rather than wait here.
+
+        ``later``: the caller does not wait for the child, so it need not wait for a cold
+        move's grace period either (~10 ms after an idle spell). The child is stopped
+        (through a pidfd: no recycled PID is ever hit) and the cgroup thread moves it and
+        continues it: nothing it forks is born outside, and the caller goes on at once.
         """
         guard = getattr(process, "_waitpid_lock", None)
         if not isinstance(guard, _LOCK_TYPE):
             self.adopt(process.pid, forks_before)
             return
         reaped: Callable[[], bool] = lambda: process.returncode is not None  # noqa: E731
-        pidfd = _paused(process.pid)
+        pidfd = _paused(process.pid) if later else None
         if pidfd is not None:
             self._adopt_later(self._adopt_paused(process.pid, pidfd, guard, reaped, forks_before))
             return
@@ -204,8 +212,6 @@ class Cgroup:
             return
         try:
             if process.returncode is None:
-                # spawn() called warm_up() just before Popen; if that was too long ago, the
-                # hierarchy may be cold again: stop the child for as long as the move takes.
                 late = time.monotonic() - _warmed_at > _WARM_FOR
                 paused = late and _signal(process.pid, signal.SIGSTOP)
                 try:
