@@ -83,6 +83,7 @@ class Run:
             return
         self._active = True
         for stream in self.pump.sources():
+            stream.on_match = self._bump
             self.watch(stream)
         if self.pidfd is not None:
             self._add(self.pidfd, self._pidfd_readable)
