@@ -90,6 +90,7 @@ class WaitEngine:
         "_first",
         "_floor",
         "_index",
+        "_ramped",
         "_schedule",
         "_wake_cost",
         "checks",
@@ -108,6 +109,7 @@ class WaitEngine:
         self._deadline = math.inf if budget.deadline is None else budget.deadline
         self._floor = 0.0  # the least pause the last real check asked for
         self._index = 0  # position in the schedule; a hint moves it back to the start
+        self._ramped = False  # the schedule's delays have grown past the cap: it is the gap
         self._wake_cost = math.inf  # CPU seconds of the cheapest wake-up so far
         self._cycle_began = 0.0
         self._cap = self._schedule.cap
@@ -173,10 +175,18 @@ class WaitEngine:
         remaining = self._deadline - now
         if remaining <= 0.0:
             return Finish(TimedOut(self.checks))
-        delay = min(self._schedule.wait(self._index, remaining), self._cap)
+        cap = self._cap
+        if self._ramped:
+            delay = cap if cap < remaining else remaining
+        else:
+            grown = self._schedule.delay(self._index)
+            # The cap only ever shrinks (it follows the cheapest wake-up): once the ramp
+            # reached it, every later gap is the cap (or what remains).
+            self._ramped = grown >= cap
+            delay = min(grown, cap, remaining)
+            self._index += 1
         if self._floor > delay:
             delay = min(self._floor, remaining)
-        self._index += 1
         return Wait(now + delay, delay)
 
     def woke(self, now: float, *, hinted: bool = False, served: float = 0.0) -> Decision:
@@ -185,6 +195,7 @@ class WaitEngine:
         the check's: kept out of the adaptive cap)."""
         if hinted:
             self._index = 0
+            self._ramped = False
         self._cycle_began += served
         if now >= self._deadline:
             return Finish(TimedOut(self.checks))

@@ -6,7 +6,7 @@ import psutil
 import pytest
 
 from mirakuru.adapter.capabilities import capabilities
-from mirakuru.adapter.spawn import cgroup, identity
+from mirakuru.adapter.spawn import background, cgroup, identity
 from mirakuru.base import SimpleExecutor
 from tests.base.programs import sleeper
 
@@ -32,7 +32,7 @@ def test_started_service_is_in_its_cgroup_once_its_move_settled() -> None:
 def test_a_child_paused_for_a_late_move_runs_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a pidfd to stop it through, the move is made in start(): the child is
     stopped for it when the move may be slow, and continued after."""
-    monkeypatch.setattr(cgroup, "_paused", lambda pid: None)  # as without pidfds
+    monkeypatch.setattr(background, "paused", lambda pid: None)  # as without pidfds
     monkeypatch.setattr(cgroup, "_WARM_FOR", -1.0)  # as if Popen had taken too long
     with SimpleExecutor(["sh", "-c", "echo up; exec sleep 60"]) as executor:
         assert executor.process is not None

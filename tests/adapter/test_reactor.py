@@ -15,6 +15,7 @@ import pytest
 from mirakuru import probes
 from mirakuru.adapter.readiness.notify import NotifySocket
 from mirakuru.adapter.run.reactor import reactor
+from mirakuru.adapter.spawn import identity
 from mirakuru.base import Executor, SimpleExecutor
 from mirakuru.core.lifecycle import ListenerFailed, State, StateChange
 from mirakuru.exceptions import ExecutorError
@@ -27,6 +28,7 @@ BOUND = 30.0
 #: the pidfd in its own process, so it costs this one nothing.
 FDS_PER_EXECUTOR = 3
 #: Shared, not per executor: the cgroup thread's cgroup.procs while a move is in flight.
+#: (A SimpleExecutor's move also holds a pidfd until it landed: counted once they have.)
 FDS_IN_FLIGHT = 1
 
 
@@ -50,6 +52,10 @@ class TestResources:
                     executors.append(SimpleExecutor(sleeper()).start())
                 else:
                     executors.append(Executor(banner, ready=probes.banner("up")).start())
+            for executor in executors:
+                pinned = identity.of(executor.process) if executor.process else None
+                if pinned is not None and pinned.group is not None:
+                    assert pinned.group.settle(BOUND)
             assert _open_fds() - fds <= FDS_PER_EXECUTOR * 100 + FDS_IN_FLIGHT
             assert threading.active_count() - threads <= 0
         finally:

@@ -49,8 +49,11 @@ def surely_unready(probe: Probe, run: Run, seen: EventState) -> Gate | None:
     streams = tuple(pump for name, pump in run.pump.streams.items() if name in watched)
 
     def unready() -> bool:
-        if run.stopping or run.exit_seen is not None or any(stream.eof for stream in streams):
+        if run.stopping or run.exit_seen is not None:
             return False
+        for stream in streams:
+            if stream.eof:
+                return False
         # With a pidfd the reactor records an exit the moment it happens (and wakes the
         # waiter: the full check follows); without one, ask the kernel.
         if run.pidfd is None and run.exit_code() is not None:

@@ -158,7 +158,11 @@ def drive(
         elif isinstance(decision, Wait):
             hinted = wakeups.wait(decision.delay)
             timed = not wakeups.woken
-            decision = engine.woke(clock(), hinted=hinted, served=wakeups.served)
+            decision = (
+                engine.woke(clock(), hinted=hinted, served=wakeups.served)
+                if wakeups.woken
+                else engine.woke(clock())
+            )
         else:
             assert isinstance(decision, Finish)
             return decision.outcome

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import queue
 import signal
 import threading
 import time
@@ -21,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from mirakuru.adapter.spawn import procfs
+from mirakuru.adapter.spawn import background, procfs
 from mirakuru.adapter.spawn.procfs import forks_so_far
 
 __all__ = ["ENV_SWITCH", "Cgroup", "available", "base", "create", "warm_up"]
@@ -203,7 +202,7 @@ class Cgroup:
             self.adopt(process.pid, forks_before)
             return
         reaped: Callable[[], bool] = lambda: process.returncode is not None  # noqa: E731
-        pidfd = _paused(process.pid) if later else None
+        pidfd = background.paused(process.pid) if later else None
         if pidfd is not None:
             self._adopt_later(self._adopt_paused(process.pid, pidfd, guard, reaped, forks_before))
             return
@@ -225,7 +224,7 @@ class Cgroup:
     def _adopt_later(self, job: Callable[[threading.Event], None]) -> None:
         settled = self._settled = threading.Event()
         try:
-            _submit(lambda: job(settled))
+            background.submit(lambda: job(settled))
         except RuntimeError:  # no new thread at interpreter shutdown: move it here
             job(settled)
 
@@ -242,16 +241,16 @@ class Cgroup:
             try:
                 # Stopped (or gone): every task it created before is counted by now, even
                 # one whose fork was under way when the stop came.
-                stopped = _wait_stopped(pidfd)
+                stopped = background.wait_stopped(pidfd)
                 counted = forks_so_far()
                 began = time.monotonic()
                 while not guard.acquire(timeout=0.05):
                     waited = time.monotonic() - began
                     if reaped() or waited > _GUARD_WAIT:
                         return
-                    if paused and waited > _PAUSE_WAIT:
+                    if paused and waited > background.PAUSE_WAIT:
                         # Someone waits on it holding Popen's lock: let it run meanwhile.
-                        paused = not _pidfd_signal(pidfd, signal.SIGCONT)
+                        paused = not background.pidfd_signal(pidfd, signal.SIGCONT)
                 try:
                     if reaped():
                         return
@@ -265,7 +264,7 @@ class Cgroup:
                 )
             finally:
                 if paused:
-                    _pidfd_signal(pidfd, signal.SIGCONT)
+                    background.pidfd_signal(pidfd, signal.SIGCONT)
                 os.close(pidfd)
                 settled.set()
 
@@ -286,7 +285,9 @@ class Cgroup:
         settled = self._settled = threading.Event()
         begun = threading.Event()
         try:
-            _submit(lambda: self._adopt_guarded(pid, guard, reaped, begun, settled, forks_before))
+            background.submit(
+                lambda: self._adopt_guarded(pid, guard, reaped, begun, settled, forks_before)
+            )
         except RuntimeError:  # no new thread at interpreter shutdown: move it here
             self._adopt_guarded(pid, guard, reaped, begun, settled, forks_before)
         begun.wait(_HANDOFF_WAIT)
@@ -364,7 +365,7 @@ class Cgroup:
         if not self.settle(0.0):
             # The pending move holds the hierarchy's lock: rmdir would wait it out here.
             with contextlib.suppress(RuntimeError):
-                _submit(lambda: self.remove_later(wait))
+                background.submit(lambda: self.remove_later(wait))
             return
         if self.remove():
             return
@@ -382,46 +383,6 @@ class Cgroup:
 #: well under a grace period (a few ms), the least time the kernel keeps it warm.
 _WARM_FOR = 0.0005
 _warmed_at = 0.0
-
-#: How long a paused child waits for Popen's lock (held by someone waiting on it) before
-#: it is continued anyway, still to be moved once the lock is free.
-_PAUSE_WAIT = 0.2
-
-
-def _paused(pid: int) -> int | None:
-    """A pidfd of our new child ``pid``, which is now stopped (SIGSTOP); None where
-    there are no pidfds (then nothing was sent)."""
-    opener = getattr(os, "pidfd_open", None)
-    if opener is None or not hasattr(signal, "pidfd_send_signal"):
-        return None
-    try:
-        pidfd: int = opener(pid)
-    except OSError:
-        return None
-    if not _pidfd_signal(pidfd, signal.SIGSTOP):
-        os.close(pidfd)
-        return None
-    return pidfd
-
-
-def _pidfd_signal(pidfd: int, sig: int) -> bool:
-    try:
-        signal.pidfd_send_signal(pidfd, sig)
-    except OSError:
-        return False
-    return True
-
-
-def _wait_stopped(pidfd: int) -> bool:
-    """Block until the child behind ``pidfd`` has stopped (True) or exited (False)."""
-    flags = os.WSTOPPED | os.WEXITED | os.WNOWAIT
-    try:
-        info = os.waitid(os.P_PIDFD, pidfd, flags)
-    except ChildProcessError:
-        return False  # reaped already
-    except OSError:
-        return False
-    return info is not None and info.si_code == os.CLD_STOPPED
 
 
 def warm_up() -> None:
@@ -448,41 +409,6 @@ def warm_up() -> None:
 @functools.cache
 def _mount() -> str | None:
     return _mount_point()
-
-
-_jobs: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
-_worker: threading.Thread | None = None
-_worker_lock = threading.Lock()
-
-
-def _submit(job: Callable[[], Any]) -> None:
-    """Run ``job`` on the one cgroup thread (started on first use), in submission order."""
-    global _worker  # noqa: PLW0603 - one cgroup thread per process
-    with _worker_lock:
-        if _worker is None or not _worker.is_alive():
-            worker = threading.Thread(target=_serve, name="mirakuru-cgroup", daemon=True)
-            worker.start()  # raises at interpreter shutdown: then nothing was queued
-            _worker = worker
-        _jobs.put(job)
-
-
-def _serve() -> None:
-    while True:
-        job = _jobs.get()
-        with contextlib.suppress(Exception):  # one service's cgroup must not stop the others
-            job()
-
-
-def _forget_after_fork() -> None:
-    """In a forked child: the parent's cgroup thread and its queue are not ours."""
-    global _jobs, _worker, _worker_lock  # noqa: PLW0603 - one cgroup thread per process
-    _jobs = queue.SimpleQueue()
-    _worker = None
-    _worker_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def create() -> Cgroup | None:
