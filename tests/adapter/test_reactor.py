@@ -14,7 +14,7 @@ import pytest
 
 from mirakuru import probes
 from mirakuru.adapter.readiness.notify import NotifySocket
-from mirakuru.adapter.run.reactor import reactor
+from mirakuru.adapter.run.reactor import Reactor, reactor
 from mirakuru.adapter.spawn import identity
 from mirakuru.base import Executor, SimpleExecutor
 from mirakuru.core.lifecycle import ListenerFailed, State, StateChange
@@ -74,6 +74,25 @@ class TestResources:
             assert thread.is_alive()
             names = [t.name for t in threading.enumerate()]
             assert names.count("mirakuru-reactor") == 1
+
+    def test_few_wakeups_per_start(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A start wakes the reactor's thread once for all its descriptors; a stop, which
+        takes them back, not at all (each wake-up is a thread switch and the GIL)."""
+        SimpleExecutor(sleeper()).start().stop()
+        wakes: list[str] = []
+        real_wake = Reactor._wake
+
+        def counted(self: Reactor) -> None:
+            wakes.append(phase)
+            real_wake(self)
+
+        monkeypatch.setattr(Reactor, "_wake", counted)
+        phase = "start"
+        executor = SimpleExecutor(sleeper()).start()
+        phase = "stop"
+        executor.stop()
+        assert wakes.count("start") == 1
+        assert wakes.count("stop") == 0
 
 
 class TestStopDuringStart:

@@ -82,12 +82,14 @@ class Run:
         if self._active or self._closed or not self.real:
             return
         self._active = True
+        handlers = []
         for stream in self.pump.sources():
             stream.on_match = self._bump
-            self.watch(stream)
+            handlers.append((stream.fileno(), self._served(stream)))
         if self.pidfd is not None:
-            self._add(self.pidfd, self._pidfd_readable)
-        else:
+            handlers.append((self.pidfd, self._pidfd_readable))
+        reactor().add_all(handlers)  # one wake-up of the reactor's thread for them all
+        if self.pidfd is None:
             self._polled = True
             reactor().add_poller(self, self._poll_exit)
 
@@ -97,8 +99,11 @@ class Run:
         A ``hint`` (a directory watch) also tells the waiter that readiness is probably
         moments away.
         """
-        if self._closed:
-            return
+        if not self._closed:
+            self._add(source.fileno(), self._served(source, hint))
+
+    def _served(self, source: EventSource, hint: bool = False) -> Callable[[], bool]:
+        """The reactor's handler for ``source`` (now one of the run's watched sources)."""
 
         def readable() -> bool:
             more = source.on_readable()
@@ -106,7 +111,7 @@ class Run:
             return more
 
         self._watched[source.fileno()] = source
-        self._add(source.fileno(), readable)
+        return readable
 
     def unwatch(self, source: EventSource) -> None:
         """Take ``source`` back from the reactor; once this returns no handler runs for it."""
