@@ -171,7 +171,7 @@ def measure(
                     item.runs[impl].append(run)
                     line.append(f"{impl} {_short(run)}")
                 say(
-                    f"[{index:2}/{len(scenarios)}] {scenario.name:<17} "
+                    f"[{index:2}/{len(scenarios)}] {scenario.name:<18} "
                     f"round {round_no}/{rounds}: " + ", ".join(line)
                 )
     finally:
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios = select(args.only)
     if args.list:
         for scenario in scenarios:
-            say(f"{scenario.name:<17} {scenario.title}")
+            say(f"{scenario.name:<18} {scenario.title}")
         return 0
     rounds = args.rounds or (1 if args.quick else DEFAULT_ROUNDS)
     out_dir = output_dir(args)

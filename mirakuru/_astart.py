@@ -25,9 +25,9 @@ import anyio
 import anyio.lowlevel
 
 from mirakuru.adapter.aio.driver import Handoff, drive, in_thread, shielded
-from mirakuru.adapter.aio.verdict import surely_unready
 from mirakuru.adapter.aio.wake import AsyncRunWakeups, AsyncWakeups, IdleWakeups
 from mirakuru.adapter.clock import monotonic
+from mirakuru.adapter.readiness.verdict import surely_unready
 from mirakuru.adapter.readiness.wiring import directory_hints
 from mirakuru.adapter.run.run import Run
 from mirakuru.adapter.teardown.stopping import START_OWNER
@@ -40,7 +40,7 @@ from mirakuru.exceptions import AlreadyRunning
 from mirakuru.executor import Executor
 
 if TYPE_CHECKING:
-    from mirakuru.adapter.aio.verdict import Gate
+    from mirakuru.adapter.readiness.verdict import Gate
 
 __all__ = ["astart", "finish_anyway"]
 
@@ -226,11 +226,7 @@ def _prepare(executor: Executor, run: Run | None) -> _Plan:
     if run is not None:
         stack.enter_context(run.serving(directory_hints(plan.watched) if run.real else []))
         probe = executor._readiness_probe()
-        stock = (
-            type(executor).check_subprocess is Executor.check_subprocess
-            and type(executor).after_start_check is Executor.after_start_check
-        )
-        if stock and probe is not None:
+        if executor._stock_checks() and probe is not None:
             unready = surely_unready(probe, run, executor._wiring.seen)
     check = executor._start_check(executor._surely_refused())
     return _Plan(run, plan.schedule, plan.adaptive, check, unready, stack)

@@ -9,6 +9,7 @@ terminal line); the :class:`~mirakuru.exceptions.TimeoutExpired` at the deadline
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
@@ -43,6 +44,8 @@ class Waiting:
 
     #: Checks made by the current (or last) wait.
     _attempts: int = 0
+    #: The monotonic instant at which the current wait owes its next progress report.
+    _report_due: float = math.inf
     #: What that wait calls, for a message about a check we know nothing else of.
     _waiting_for: str = "the readiness check"
     #: Told ``(seconds waited, what is missing)`` whenever a long wait reports progress.
@@ -55,20 +58,35 @@ class Waiting:
         self._attempts = 0
         began = monotonic()
         reported = 0
+        self._report_due = began + progress.next_report(0)
 
         def check() -> bool:
             nonlocal reported
             self._attempts += 1
             if wait_for():
                 return True
-            waited = monotonic() - began
-            due = progress.reports_due(waited)
+            now = monotonic()
+            due = progress.reports_due(now - began)
             if due > reported:
                 reported = due
-                self._report_progress(waited)
+                self._report_progress(now - began)
+            self._report_due = began + progress.next_report(reported)
             return False
 
         return check
+
+    def _counted_gate(self, gate: Callable[[], bool]) -> Callable[[], bool]:
+        """``gate`` (a cheap sure "not ready yet" that stands in for a check), counted as an
+        attempt when it answers; when a progress report is due it leaves the round to the
+        check, which makes the report."""
+
+        def unready() -> bool:
+            if monotonic() >= self._report_due or not gate():
+                return False
+            self._attempts += 1
+            return True
+
+        return unready
 
     def _report_progress(self, waited: float) -> None:
         """Say, on the ``mirakuru`` logger and to ``_on_progress``, what is still missing."""

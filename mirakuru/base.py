@@ -289,7 +289,7 @@ class SimpleExecutor(PublishedAttributes, StartPlanning, Waiting, Teardown, Asyn
         # Ctrl-C between Popen() and the lines that record the child would lose it.
         with interrupts.deferred():
             try:
-                process = spawn(argv, kwargs, self._uuid)
+                process = spawn(argv, kwargs, self._uuid, move_later=self._move_later)
             except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
                 program = self.command if kwargs.get("shell") else str(self.command_parts[0])
                 self._fire(Trigger.FAIL, f"cannot run {program!r}")
@@ -302,6 +302,10 @@ class SimpleExecutor(PublishedAttributes, StartPlanning, Waiting, Teardown, Asyn
             if self._run.real:  # a stand-in's PID is not ours to guard or signal
                 registry.track(self)
         observers.notify_start(self)
+
+    #: Whether start() returns without waiting for the process (then its cgroup move, and
+    #: the grace period a cold one waits out, happen while it is stopped, off start()).
+    _move_later = True
 
     def _became_ready(self) -> None:
         self._fire(Trigger.READY)
@@ -333,6 +337,8 @@ class SimpleExecutor(PublishedAttributes, StartPlanning, Waiting, Teardown, Asyn
                 self._time_out()
 
         hints = directory_hints(plan.watched) if run is not None and run.real else []
+        gate = self._wait_gate(wait_for)
+        unready = self._counted_gate(gate) if gate is not None else None
         with nullcontext(idle_wakeups) if run is None else run.serving(hints) as wakeups:
             wait_past_deadline(
                 check,
@@ -343,8 +349,14 @@ class SimpleExecutor(PublishedAttributes, StartPlanning, Waiting, Teardown, Asyn
                 on_timeout=timed_out,
                 step=self._sleep,
                 floor=self._poll_floor,
+                unready=unready,
             )
         return self
+
+    def _wait_gate(self, wait_for: Callable[[], bool]) -> Callable[[], bool] | None:
+        """A cheap sure "not ready yet" that may stand in for ``wait_for`` on a wake-up no
+        event caused, if there is one (only for the stock readiness check)."""
+        return None
 
     def _clear_process(self) -> None:
         """Forget the process: stop draining, close descriptors, disarm the deadline."""

@@ -15,13 +15,12 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import IO, Any, Self
 
-from mirakuru._executor import (
-    DEFAULT_SLEEP,
-)
+from mirakuru._executor import DEFAULT_SLEEP
 from mirakuru.adapter.clock import monotonic
 from mirakuru.adapter.posix import SIGKILL
 from mirakuru.adapter.readiness.evaluate import attempt, refusal, within
 from mirakuru.adapter.readiness.findings import Findings
+from mirakuru.adapter.readiness.verdict import surely_unready
 from mirakuru.adapter.readiness.wiring import (
     Readiness,
     check_watched_streams,
@@ -67,6 +66,8 @@ class Executor(SimpleExecutor):
     #: for what it left running.
     _leader_exit_seen = False
     _remains_looked_at = -math.inf
+    _gated_check: Callable[[], bool] | None = None  # the check start() waits with
+    _move_later = False  # start() waits for the process anyway: no need to stop it
 
     def __init__(
         self,
@@ -96,8 +97,7 @@ class Executor(SimpleExecutor):
         :param ready: a probe from :mod:`mirakuru.probes`; ``start()`` returns once it
             holds. Subclasses that override :meth:`after_start_check` leave it out.
         """
-        # The published signature is spelled out again (not *args/**kwargs) so that strict
-        # type checkers still check every argument of Executor(...) in user code.
+        # Spelled out again (not *args/**kwargs): type checkers check every argument.
         if ready is not None and not isinstance(ready, PROBE_TYPES):
             raise TypeError(
                 f"ready must be a probe from mirakuru.probes, got {ready!r} "
@@ -252,6 +252,12 @@ class Executor(SimpleExecutor):
     def _stock_readiness(self) -> bool:
         return type(self).after_start_check is Executor.after_start_check
 
+    def _wait_gate(self, wait_for: Callable[[], bool]) -> Callable[[], bool] | None:
+        run, probe = self._run, self._readiness_probe()
+        if wait_for is not self._gated_check or run is None or probe is None:
+            return None  # not start()'s own wait: nothing says what would answer it
+        return surely_unready(probe, run, self._wiring.seen) if self._stock_checks() else None
+
     def _became_ready(self) -> None:
         if self._run is not None:
             self._wiring.read_after_banners(self._run)
@@ -289,7 +295,8 @@ class Executor(SimpleExecutor):
             self._gate.enter()
         try:
             try:
-                self.wait_for(self._start_check(self._surely_refused()))
+                self._gated_check = check = self._start_check(self._surely_refused())
+                self.wait_for(check)
                 if run is not None and run.stopping:
                     raise self._stopped_error()
             except BaseException as error:
@@ -314,14 +321,16 @@ class Executor(SimpleExecutor):
         else:
             self._set_timeout()  # a subclass's own, called as it always was
 
+    def _stock_checks(self) -> bool:
+        """Whether readiness is decided by our own checks (no subclass overrides them)."""
+        cls = type(self)
+        stock = cls.check_subprocess is Executor.check_subprocess
+        return stock and cls.after_start_check is Executor.after_start_check
+
     def _surely_refused(self) -> Callable[[], bool] | None:
         """A ~30 us "not ready yet" for polled ports, if the stock checks are in use."""
-        stock = (
-            type(self).check_subprocess is Executor.check_subprocess
-            and type(self).after_start_check is Executor.after_start_check
-        )
         probe = self._readiness_probe()
-        return refusal(probe) if stock and probe is not None else None
+        return refusal(probe) if self._stock_checks() and probe is not None else None
 
     def _start_check(self, refused: Callable[[], bool] | None) -> Callable[[], bool]:
         def check() -> bool:

@@ -86,8 +86,11 @@ class WaitEngine:
         "_budget",
         "_cap",
         "_cycle_began",
+        "_deadline",
         "_first",
+        "_floor",
         "_index",
+        "_ramped",
         "_schedule",
         "_wake_cost",
         "checks",
@@ -102,7 +105,11 @@ class WaitEngine:
 
     def _restart(self, budget: Budget) -> None:
         self._budget = budget
+        # Read on every wake-up (hundreds a second while a port is polled): a plain number.
+        self._deadline = math.inf if budget.deadline is None else budget.deadline
+        self._floor = 0.0  # the least pause the last real check asked for
         self._index = 0  # position in the schedule; a hint moves it back to the start
+        self._ramped = False  # the schedule's delays have grown past the cap: it is the gap
         self._wake_cost = math.inf  # CPU seconds of the cheapest wake-up so far
         self._cycle_began = 0.0
         self._cap = self._schedule.cap
@@ -134,26 +141,52 @@ class WaitEngine:
         waiter's CPU clock, for the adaptive cap (ignored unless adaptive). ``floor`` is the
         least pause before the next timed check (say, one ``sleep`` once an HTTP server
         answers at all), never past the deadline; events still end the wait at once."""
-        self.checks += 1
-        first, self._first = self._first, False
         if passed:
+            self.checks += 1
+            self._first = False
             return Finish(Ready(self.checks))
+        self._floor = floor
+        return self.refused(now, cpu)
+
+    def refused(self, now: float, cpu: float = 0.0) -> Decision:
+        """A timed wake-up ended at ``now`` with a sure "not ready yet" that the driver got
+        without the check (no listener in the kernel's socket table, no banner seen): a
+        failed check, under the floor the last real check asked for. ``cpu`` as for
+        :meth:`checked`.
+
+        The path of nearly every wake-up of a polled wait, so it stays short: what a
+        wake-up costs is what waiting costs.
+        """
+        self.checks += 1
         if self._adaptive:
-            if not first:
+            if self._first:
+                self._first = False
+            else:
                 # The cheapest wake-up so far is what the check itself costs. Dearer ones
                 # paid for one-time work (imports, name resolution), a cold CPU after a
                 # long sleep or a busy machine; following them would only slow detection.
-                self._wake_cost = min(self._wake_cost, cpu - self._cycle_began)
-                self._cap = adaptive_cap(self._wake_cost, self._schedule.cap)
+                cost = cpu - self._cycle_began
+                if cost < self._wake_cost:
+                    self._wake_cost = cost
+                    self._cap = adaptive_cap(cost, self._schedule.cap)
             self._cycle_began = cpu
-        budget = self._budget
-        if budget.expired(now):
+        else:
+            self._first = False
+        remaining = self._deadline - now
+        if remaining <= 0.0:
             return Finish(TimedOut(self.checks))
-        remaining = budget.remaining(now)
-        delay = min(self._schedule.wait(self._index, remaining), self._cap)
-        if floor > delay:
-            delay = min(floor, remaining)
-        self._index += 1
+        cap = self._cap
+        if self._ramped:
+            delay = cap if cap < remaining else remaining
+        else:
+            grown = self._schedule.delay(self._index)
+            # The cap only ever shrinks (it follows the cheapest wake-up): once the ramp
+            # reached it, every later gap is the cap (or what remains).
+            self._ramped = grown >= cap
+            delay = min(grown, cap, remaining)
+            self._index += 1
+        if self._floor > delay:
+            delay = min(self._floor, remaining)
         return Wait(now + delay, delay)
 
     def woke(self, now: float, *, hinted: bool = False, served: float = 0.0) -> Decision:
@@ -162,8 +195,9 @@ class WaitEngine:
         the check's: kept out of the adaptive cap)."""
         if hinted:
             self._index = 0
+            self._ramped = False
         self._cycle_began += served
-        if self._budget.expired(now):
+        if now >= self._deadline:
             return Finish(TimedOut(self.checks))
         return CHECK
 

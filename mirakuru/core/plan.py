@@ -70,9 +70,10 @@ def plan_start(
     # both wake the waiter at once: timed checks are a mere safety net then.
     event_driven = probe is not None and stock and only_event_driven(probe)
     if event_driven and exits_wake:
-        # An explicit sleep stays the longest gap, but there is nothing to poll faster for.
-        explicit = PollSchedule(cap=sleep, first=sleep)
-        schedule, adapts = (event_schedule() if adaptive else explicit), False
+        # A shorter sleep would only add wake-ups that cannot see anything new (every
+        # change is an event); a longer one is still the longest gap.
+        gap = max(sleep, event_schedule().cap)
+        schedule, adapts = PollSchedule(cap=gap, first=gap), False
     elif event_driven and adaptive:
         # Without a pidfd an exit wakes nobody (unless the output ends): keep polling fast.
         schedule, adapts = FAST_CHECKS, False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["FIRST_REPORT", "REPORT_EVERY", "reports_due"]
+__all__ = ["FIRST_REPORT", "REPORT_EVERY", "next_report", "reports_due"]
 
 #: Seconds of waiting before the first "still not ready" report.
 FIRST_REPORT = 5.0
@@ -28,3 +28,15 @@ def reports_due(waited: float, first: float | None = None, every: float | None =
     if not every > 0 or math.isinf(waited):
         return 1
     return 1 + int((waited - first) // every)
+
+
+def next_report(reported: int, first: float | None = None, every: float | None = None) -> float:
+    """How long a wait that made ``reported`` reports waits before the next one is due (the
+    least ``waited`` for which :func:`reports_due` exceeds ``reported``; infinite if never)."""
+    first = FIRST_REPORT if first is None else first
+    every = REPORT_EVERY if every is None else every
+    if reported <= 0:
+        return first
+    if not every > 0:
+        return math.inf
+    return first + reported * every

@@ -92,3 +92,25 @@ def test_blocks_in_place_agree_with_one_decoding(
         return  # empty lines at a block's end are dropped per block (as ever): no oracle
     text = stream.decode("utf-8", "replace")
     assert list(pump.tail) == text.rstrip("\n").rsplit("\n", TAIL_LINES)[-TAIL_LINES:]
+
+
+def test_a_banner_is_reported_before_its_block_is_kept() -> None:
+    """The waiter hears of a banner after a flood without waiting for the flood's block
+    to be written to the spool (on a busy machine, a megabyte took milliseconds)."""
+    read, write = os.pipe()
+    flood = b"x" * 1023 + b"\n"
+    block = flood * 50 + b"ready\n"  # less than any pipe holds: the write never blocks
+    try:
+        pump = StreamPump("stdout", read)
+        pump.watches.append(BannerWatch(re.compile("ready")))
+        kept_when_told: list[int] = []
+        pump.on_match = lambda: kept_when_told.append(pump.spool.size)
+        os.write(write, block)
+        pump.drain()
+        assert kept_when_told == [0]
+        assert pump.spool.size == len(block)
+        assert pump.watches[0].end_offset == len(block)
+    finally:
+        os.close(read)
+        os.close(write)
+        pump.spool.release()

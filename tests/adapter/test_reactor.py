@@ -14,7 +14,8 @@ import pytest
 
 from mirakuru import probes
 from mirakuru.adapter.readiness.notify import NotifySocket
-from mirakuru.adapter.run.reactor import reactor
+from mirakuru.adapter.run.reactor import Reactor, reactor
+from mirakuru.adapter.spawn import identity
 from mirakuru.base import Executor, SimpleExecutor
 from mirakuru.core.lifecycle import ListenerFailed, State, StateChange
 from mirakuru.exceptions import ExecutorError
@@ -27,6 +28,7 @@ BOUND = 30.0
 #: the pidfd in its own process, so it costs this one nothing.
 FDS_PER_EXECUTOR = 3
 #: Shared, not per executor: the cgroup thread's cgroup.procs while a move is in flight.
+#: (A SimpleExecutor's move also holds a pidfd until it landed: counted once they have.)
 FDS_IN_FLIGHT = 1
 
 
@@ -50,6 +52,10 @@ class TestResources:
                     executors.append(SimpleExecutor(sleeper()).start())
                 else:
                     executors.append(Executor(banner, ready=probes.banner("up")).start())
+            for executor in executors:
+                pinned = identity.of(executor.process) if executor.process else None
+                if pinned is not None and pinned.group is not None:
+                    assert pinned.group.settle(BOUND)
             assert _open_fds() - fds <= FDS_PER_EXECUTOR * 100 + FDS_IN_FLIGHT
             assert threading.active_count() - threads <= 0
         finally:
@@ -68,6 +74,25 @@ class TestResources:
             assert thread.is_alive()
             names = [t.name for t in threading.enumerate()]
             assert names.count("mirakuru-reactor") == 1
+
+    def test_few_wakeups_per_start(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A start wakes the reactor's thread once for all its descriptors; a stop, which
+        takes them back, not at all (each wake-up is a thread switch and the GIL)."""
+        SimpleExecutor(sleeper()).start().stop()
+        wakes: list[str] = []
+        real_wake = Reactor._wake
+
+        def counted(self: Reactor) -> None:
+            wakes.append(phase)
+            real_wake(self)
+
+        monkeypatch.setattr(Reactor, "_wake", counted)
+        phase = "start"
+        executor = SimpleExecutor(sleeper()).start()
+        phase = "stop"
+        executor.stop()
+        assert wakes.count("start") == 1
+        assert wakes.count("stop") == 0
 
 
 class TestStopDuringStart:

@@ -377,3 +377,60 @@ class TestCoast:
         decision = engine.checked(False, 0.0)
         assert isinstance(decision, Wait)
         assert engine.coast(decision, math.inf) == (decision, 0)
+
+
+class TestRefused:
+    """A sure "not yet" the driver got without the check decides as that failed check would."""
+
+    @given(
+        timeout=timeouts,
+        schedule=schedules,
+        floors=st.lists(st.floats(min_value=0.0, max_value=0.5), min_size=1, max_size=20),
+        cost=costs,
+        gated=st.lists(st.booleans(), min_size=1, max_size=60),
+        adaptive=st.booleans(),
+    )
+    @settings(max_examples=50)
+    def test_same_decisions_as_the_failed_check(
+        self,
+        timeout: float,
+        schedule: PollSchedule,
+        floors: list[float],
+        cost: float,
+        gated: list[bool],
+        adaptive: bool,
+    ) -> None:
+        """Whichever rounds are answered by refused(), every decision matches a wait whose
+        checks all ran and failed, under the floor the last real check asked for."""
+        budget = Budget.starting_at(0.0, timeout)
+        plain = WaitEngine(budget, schedule, adaptive=adaptive)
+        cheap = WaitEngine(budget, schedule, adaptive=adaptive)
+        now, cpu = 0.0, 0.0
+        one: Decision = plain.begin()
+        other: Decision = cheap.begin()
+        floor = 0.0
+        for turn in range(500):
+            assert one == other
+            if isinstance(one, Finish):
+                break
+            if isinstance(one, Check):
+                now += cost
+                cpu += cost
+                stand_in = turn > 0 and gated[turn % len(gated)]
+                if stand_in:
+                    other = cheap.refused(now, cpu)
+                else:
+                    floor = floors[turn % len(floors)]
+                    other = cheap.checked(False, now, cpu, floor=floor)
+                one = plain.checked(False, now, cpu, floor=floor)
+            else:
+                now = one.until
+                one, other = plain.woke(now), cheap.woke(now)
+        assert plain.checks == cheap.checks
+
+    def test_refused_is_a_check(self) -> None:
+        """It counts as a check, and a timed-out wait reports it."""
+        engine = WaitEngine(Budget.starting_at(0.0, 0.01), PollSchedule(), adaptive=False)
+        engine.begin()
+        assert isinstance(engine.checked(False, 0.0), Wait)
+        assert engine.refused(0.02) == Finish(TimedOut(2))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mirakuru.core import probes
 from mirakuru.core.probes import Leaf
-from mirakuru.core.progress import FIRST_REPORT, REPORT_EVERY, reports_due
+from mirakuru.core.progress import FIRST_REPORT, REPORT_EVERY, next_report, reports_due
 from mirakuru.core.unmet import attempts_phrase, explain, label
 
 TCP = probes.tcp("127.0.0.1", 6399)
@@ -118,3 +118,10 @@ class TestProgressReports:
         """Callers (and tests) may choose the thresholds."""
         assert reports_due(0.25, first=0.2, every=0.1) == 1
         assert reports_due(0.45, first=0.2, every=0.1) == 3
+
+    @given(reported=st.integers(0, 1000), waited=waits)
+    def test_next_report_is_when_one_more_is_due(self, reported: int, waited: float) -> None:
+        """A wait that made ``reported`` reports owes another exactly from next_report on."""
+        due_at = next_report(reported)
+        assume(abs(waited - due_at) > 1e-6 * max(1.0, due_at))  # not at float rounding's edge
+        assert (reports_due(waited) > reported) == (waited >= due_at)

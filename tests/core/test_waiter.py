@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirakuru.adapter.run.waiter import wait_until
+from mirakuru.adapter.run.waiter import drive, wait_until
 from mirakuru.core.budget import Budget
+from mirakuru.core.engine import WaitEngine
 from mirakuru.core.outcome import Ready, TimedOut
 from mirakuru.core.schedule import PollSchedule
 from tests.core.strategies import FakeClock, instants
@@ -151,3 +152,60 @@ class TestWaitUntil:
         assert outcome == Ready(5)
         assert once.wakeups == 1
         assert always.wakeups == 4
+
+
+class Ticks:
+    """Wake-ups from the fake clock: each wait passes its whole time, unless an event is
+    scripted for that turn (then it ends at once)."""
+
+    def __init__(self, clock: FakeClock, events: set[int]) -> None:
+        self.clock = clock
+        self.events = events
+        self.turn = 0
+        self.served = 0.0
+        self.woken = False
+
+    def wait(self, timeout: float) -> bool:
+        self.turn += 1
+        self.woken = self.turn in self.events
+        if not self.woken:
+            self.clock.advance(timeout)
+        return False
+
+
+class TestStandIn:
+    """The cheap "not ready yet" answers timed wake-ups only; the check runs on the rest."""
+
+    @given(
+        events=st.sets(st.integers(1, 40), max_size=10),
+        sure=st.lists(st.booleans(), min_size=1, max_size=40),
+    )
+    def test_only_timed_wakeups_are_answered_cheaply(
+        self, events: set[int], sure: list[bool]
+    ) -> None:
+        """The first check and every check after an event run; after a timed wake-up the
+        check runs only when the stand-in is not sure."""
+        clock = FakeClock()
+        wakeups = Ticks(clock, events)
+        ran: list[int] = []
+        asked: list[int] = []
+
+        def check() -> bool:
+            ran.append(wakeups.turn)
+            return False
+
+        def unready() -> bool:
+            asked.append(wakeups.turn)
+            return sure[wakeups.turn % len(sure)]
+
+        engine = WaitEngine(Budget.starting_at(0.0, 0.2), PollSchedule(), adaptive=False)
+        outcome = drive(engine, check, wakeups, clock=clock, unready=unready)
+        assert isinstance(outcome, TimedOut)
+        assert outcome.attempts == len(ran) + sum(sure[t % len(sure)] for t in asked)
+        assert ran[0] == 0  # the first check ran before any wait
+        assert not set(asked) & events
+        for turn in range(1, wakeups.turn + 1):
+            if turn in events:
+                assert turn in ran or turn == wakeups.turn
+            elif turn in asked and sure[turn % len(sure)]:
+                assert turn not in ran

@@ -194,14 +194,14 @@ def held_locks(executor: SimpleExecutor) -> list[str]:
     within a few seconds: one an interrupt left held would hang every later user."""
     from mirakuru.adapter.guard import registry, watchdog
     from mirakuru.adapter.run.reactor import reactor
-    from mirakuru.adapter.spawn import cgroup
+    from mirakuru.adapter.spawn import background
 
     locks: dict[str, Any] = {
         "executor": executor._lock,
         "registry": registry._lock,
         "watchdog": watchdog._lock,
         "reactor": reactor()._lock,
-        "cgroup": cgroup._worker_lock,
+        "cgroup": background._worker_lock,
     }
     held: list[str] = []
 

@@ -25,6 +25,7 @@ from mirakuru import Executor, SimpleExecutor, probes
 from mirakuru.adapter.capabilities import capabilities
 from mirakuru.adapter.paths import UnsafeDirectory
 from mirakuru.adapter.readiness.notify import MAX_DATAGRAM, STATUSES_KEPT, NotifySocket
+from mirakuru.adapter.spawn import identity
 from mirakuru.core.lifecycle import State
 from mirakuru.ports import free_port, run_reservations
 from tests.faults.programs import REPO
@@ -348,6 +349,10 @@ class TestCopiedToken:
         """The service's cgroup, readable by anyone, is not named after its token."""
         with SimpleExecutor(["sleep", "60"]) as executor:
             assert executor.process is not None
+            pinned = identity.of(executor.process)
+            assert pinned is not None
+            assert pinned.group is not None
+            assert pinned.group.settle(BOUND)  # the move lands off start()'s path
             with open(f"/proc/{executor.process.pid}/cgroup") as table:
                 membership = table.read()
             assert "mirakuru-" in membership

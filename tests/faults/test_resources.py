@@ -267,6 +267,10 @@ TALK = (
     "for n in range(20000):\n    print(f'{n:09d}' + '.' * 90)\nprint('last', flush=True)\n"
 )
 executor = SimpleExecutor([sys.executable, "-c", TALK]).start()
+from mirakuru.adapter.spawn import identity
+pinned = identity.of(executor.process)
+if pinned is not None and pinned.group is not None:
+    pinned.group.settle(20)  # its cgroup move, made off start(), frees its descriptors
 tempfile.gettempdir()  # chosen now, as in any process that made a temporary file before
 hoard = []
 try:

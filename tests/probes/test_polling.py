@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mirakuru import TCPExecutor
+from mirakuru import OutputExecutor, TCPExecutor, TimeoutExpired
 from mirakuru.adapter.readiness import evaluate, sockdiag
 from mirakuru.core.budget import Budget
 from mirakuru.core.probes import Probe, all_of, any_of, banner, http, pid_file, tcp
@@ -217,3 +217,24 @@ class TestRefusal:
         """Banners and files have no gate: their checks are cheap or event-driven."""
         assert evaluate.refusal(banner("up")) is None
         assert evaluate.refusal(pid_file(str(tmp_path / "pid"))) is None
+
+
+class TestEventDrivenSleep:
+    """Readiness that only an event can change gets no timed checks at a short ``sleep``."""
+
+    def test_a_short_sleep_adds_no_wakeups_to_a_banner_wait(self) -> None:
+        """A banner that never comes, sleep=0.01, 0.5 s: a few checks, not one per 10 ms."""
+        executor = OutputExecutor(["sleep", "60"], banner="never", sleep=0.01, timeout=0.5)
+        with pytest.raises(TimeoutExpired):
+            executor.start()
+        assert executor._attempts <= 3
+
+    def test_a_polled_probe_still_checks_every_sleep(self) -> None:
+        """A port nobody listens on is still asked at least once per ``sleep``."""
+        port = free_port()
+        executor = TCPExecutor(
+            ["sleep", "60"], host="127.0.0.1", port=port, sleep=0.05, timeout=0.5
+        )
+        with pytest.raises(TimeoutExpired):
+            executor.start()
+        assert executor._attempts >= 9

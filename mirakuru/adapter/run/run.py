@@ -85,11 +85,14 @@ class Run:
         if self._active or self._closed or not self.real:
             return
         self._active = True
+        handlers = []
         for stream in self.pump.sources():
-            self.watch(stream)
+            stream.on_match = self._bump
+            handlers.append((stream.fileno(), self._served(stream)))
         if self.pidfd is not None:
-            self._add(self.pidfd, self._pidfd_readable)
-        else:
+            handlers.append((self.pidfd, self._pidfd_readable))
+        reactor().add_all(handlers)  # one wake-up of the reactor's thread for them all
+        if self.pidfd is None:
             self._polled = True
             reactor().add_poller(self, self._poll_exit)
 
@@ -99,8 +102,11 @@ class Run:
         A ``hint`` (a directory watch) also tells the waiter that readiness is probably
         moments away.
         """
-        if self._closed:
-            return
+        if not self._closed:
+            self._add(source.fileno(), self._served(source, hint))
+
+    def _served(self, source: EventSource, hint: bool = False) -> Callable[[], bool]:
+        """The reactor's handler for ``source`` (now one of the run's watched sources)."""
 
         def readable() -> bool:
             more = source.on_readable()
@@ -108,7 +114,7 @@ class Run:
             return more
 
         self._watched[source.fileno()] = source
-        self._add(source.fileno(), readable)
+        return readable
 
     def unwatch(self, source: EventSource) -> None:
         """Take ``source`` back from the reactor; once this returns no handler runs for it."""
@@ -324,9 +330,16 @@ class RunWakeups:
         self._run = run
         self._seen = run.marks()
         self.served = 0.0  # the reactor serves the sources, on its own thread
+        self.woken = False
 
     def wait(self, timeout: float) -> bool:
-        marks = self._run.wait_change(self._seen, None if math.isinf(timeout) else timeout)
-        hinted = marks[1] != self._seen[1]
-        self._seen = marks
-        return hinted
+        run = self._run
+        seen = self._seen
+        if (run._events, run._hints) == seen and not run.stopping:
+            # The lock is released by whoever has news: acquiring it is the wake-up.
+            self.woken = run._signal.acquire(True, -1 if math.isinf(timeout) else max(0.0, timeout))
+            if not self.woken and not run.stopping:
+                return False  # its time ran out, nothing happened: the common case
+        marks = self._seen = (run._events, run._hints)
+        self.woken = True
+        return marks[1] != seen[1]

@@ -35,6 +35,8 @@ class Wakeups(Protocol):
 
     #: CPU seconds the last :meth:`wait` spent serving sources (not polling's cost).
     served: float
+    #: Whether the last :meth:`wait` ended by an event (False: its time ran out).
+    woken: bool
 
     def wait(self, timeout: float) -> bool:
         """Block until an event or ``timeout`` seconds; True if a hint fired."""
@@ -59,9 +61,14 @@ class PollWakeups:
             self._poller.register(source.fileno(), select.POLLIN)
         self._cost_clock = cost_clock
         self.served = 0.0
+        self.woken = False
 
     def wait(self, timeout: float) -> bool:
         events = self._poller.poll(_milliseconds(wait_slice(timeout)))
+        self.woken = bool(events)
+        if not events:
+            self.served = 0.0
+            return False
         began = self._cost_clock()
         hinted = False
         for fd, _ in events:
@@ -89,6 +96,7 @@ def wait_until(
     wakeups: Wakeups | None = None,
     adaptive: bool = True,
     floor: Callable[[], float] | None = None,
+    unready: Callable[[], bool] | None = None,
     clock: Callable[[], float] = monotonic,
     cost_clock: Callable[[], float] = time.thread_time,
 ) -> Ready | TimedOut:
@@ -103,12 +111,14 @@ def wait_until(
     the schedule's cap follows what one wake-up (the check plus the wait) costs this thread
     in CPU time (:func:`~mirakuru.core.schedule.adaptive_cap`). ``floor()``, asked after
     each failed check, is the least pause before the next timed check (events still wake
-    the wait at once). The check always runs at least once, even with an expired budget.
+    the wait at once). ``unready()``, a cheap sure "not ready yet" (see :func:`drive`),
+    stands in for ``check`` on wake-ups that no event caused. The check always runs at
+    least once, even with an expired budget.
     """
     if wakeups is None:
         wakeups = PollWakeups(sources, hints, cost_clock)
     engine = WaitEngine(budget, schedule, adaptive=adaptive)
-    return drive(engine, check, wakeups, clock, cost_clock, floor)
+    return drive(engine, check, wakeups, clock, cost_clock, floor, unready)
 
 
 def drive(
@@ -118,15 +128,26 @@ def drive(
     clock: Callable[[], float] = monotonic,
     cost_clock: Callable[[], float] = time.thread_time,
     floor: Callable[[], float] | None = None,
+    unready: Callable[[], bool] | None = None,
 ) -> Ready | TimedOut:
-    """Run ``engine`` to its outcome: checks on this thread, waits blocked in ``wakeups``."""
-    # One clock read after each check and after each wait, one CPU-clock read (a system
-    # call) per check only when the cap adapts: the loop's own cost stays what the
-    # hand-written loop it replaced cost.
+    """Run ``engine`` to its outcome: checks on this thread, waits blocked in ``wakeups``.
+
+    After a wait that its time ended (no event), ``unready()`` is asked first: True, a sure
+    "not ready yet" (nobody listens on the port, the banner is not seen), counts as the
+    failed check without running it. Events (output, an exit, a hint, a stop) and the
+    first check always get the real one.
+    """
+    # Nearly every round of a polled wait is a timed wake-up that the cheap answer ends:
+    # one wait, one clock read, one question, one engine call. What a round costs (mostly
+    # a cold CPU after the pause) is what waiting costs, so nothing else runs in it.
     adaptive = engine.adaptive
     decision: Decision = engine.begin()
+    timed = False
     while True:
         if decision is CHECK:
+            if timed and unready is not None and unready():
+                decision = engine.refused(clock(), cost_clock() if adaptive else 0.0)
+                continue
             passed = check()
             decision = engine.checked(
                 passed,
@@ -136,7 +157,12 @@ def drive(
             )
         elif isinstance(decision, Wait):
             hinted = wakeups.wait(decision.delay)
-            decision = engine.woke(clock(), hinted=hinted, served=wakeups.served)
+            timed = not wakeups.woken
+            decision = (
+                engine.woke(clock(), hinted=hinted, served=wakeups.served)
+                if wakeups.woken
+                else engine.woke(clock())
+            )
         else:
             assert isinstance(decision, Finish)
             return decision.outcome
@@ -152,6 +178,7 @@ def wait_past_deadline(
     on_timeout: Callable[[], None],
     step: float,
     floor: Callable[[], float] | None = None,
+    unready: Callable[[], bool] | None = None,
 ) -> None:
     """:func:`wait_until`, asking ``on_timeout`` (which raises to give up) at each timeout.
 
@@ -160,7 +187,7 @@ def wait_past_deadline(
     """
     engine = WaitEngine(budget() or Budget.unbounded(), schedule, adaptive=adaptive)
     while True:
-        outcome = drive(engine, check, wakeups(), floor=floor)
+        outcome = drive(engine, check, wakeups(), floor=floor, unready=unready)
         if not isinstance(outcome, TimedOut):
             return
         on_timeout()

@@ -14,7 +14,6 @@ import _thread
 import contextlib
 import functools
 import os
-import queue
 import signal
 import threading
 import time
@@ -22,8 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from mirakuru.adapter import interrupts
-from mirakuru.adapter.spawn import procfs
+from mirakuru.adapter.spawn import background, procfs
 from mirakuru.adapter.spawn.procfs import forks_so_far
 
 __all__ = ["ENV_SWITCH", "Cgroup", "available", "base", "create", "warm_up"]
@@ -182,7 +180,9 @@ class Cgroup:
             return False
         return self._sealed and _leaf(self.path)
 
-    def adopt_child(self, process: Any, forks_before: int | None = None) -> None:
+    def adopt_child(
+        self, process: Any, forks_before: int | None = None, *, later: bool = False
+    ) -> None:
         """Move ``process`` (a Popen we just created) in now, holding Popen's reaping lock.
 
         The lock keeps the child from being reaped, and its PID recycled, until the move has
@@ -190,19 +190,25 @@ class Cgroup:
         SIGCONT) for as long as the move takes: on a loaded machine the hierarchy can go
         cold again between the two, and a move that waits out a grace period would leave
         a running child time to fork, ``setsid()`` and wipe its environment outside the
-        cgroup. (Always stopping costs ~0.3 ms a start on a VM, where each signal to a
-        task on another core is an interrupt between virtual CPUs.)
-        Held by someone else (a poll() on another thread), the move goes to the cgroup
-        thread instead (:meth:`adopt_soon`), rather than wait here.
+        cgroup. Held by someone else (a poll() on another thread), the move goes to the
+        cgroup thread instead (:meth:`adopt_soon`), rather than wait here.
+
+        ``later``: the caller does not wait for the child, so it need not wait for a cold
+        move's grace period either (~10 ms after an idle spell). The child is stopped
+        (through a pidfd: no recycled PID is ever hit) and the cgroup thread moves it and
+        continues it: nothing it forks is born outside, and the caller goes on at once.
         """
         guard = getattr(process, "_waitpid_lock", None)
         if not isinstance(guard, _LOCK_TYPE):
             self.adopt(process.pid, forks_before)
             return
+        reaped: Callable[[], bool] = lambda: process.returncode is not None  # noqa: E731
+        pidfd = background.paused(process.pid) if later else None
+        if pidfd is not None:
+            self._adopt_later(self._adopt_paused(process.pid, pidfd, guard, reaped, forks_before))
+            return
         if not guard.acquire(blocking=False):
-            self.adopt_soon(
-                process.pid, guard, lambda: process.returncode is not None, forks_before
-            )
+            self.adopt_soon(process.pid, guard, reaped, forks_before)
             return
         try:
             if process.returncode is None:
@@ -215,6 +221,55 @@ class Cgroup:
                         _signal(process.pid, signal.SIGCONT)
         finally:
             guard.release()
+
+    def _adopt_later(self, job: Callable[[threading.Event], None]) -> None:
+        settled = self._settled = threading.Event()
+        try:
+            background.submit(lambda: job(settled))
+        except RuntimeError:  # no new thread at interpreter shutdown: move it here
+            job(settled)
+
+    def _adopt_paused(
+        self,
+        pid: int,
+        pidfd: int,
+        guard: Any,
+        reaped: Callable[[], bool],
+        forks_before: int | None,
+    ) -> Callable[[threading.Event], None]:
+        def job(settled: threading.Event) -> None:
+            paused = True
+            try:
+                # Stopped (or gone): every task it created before is counted by now, even
+                # one whose fork was under way when the stop came.
+                stopped = background.wait_stopped(pidfd)
+                counted = forks_so_far()
+                began = time.monotonic()
+                while not guard.acquire(timeout=0.05):
+                    waited = time.monotonic() - began
+                    if reaped() or waited > _GUARD_WAIT:
+                        return
+                    if paused and waited > background.PAUSE_WAIT:
+                        # Someone waits on it holding Popen's lock: let it run meanwhile.
+                        paused = not background.pidfd_signal(pidfd, signal.SIGCONT)
+                try:
+                    if reaped():
+                        return
+                    moved = _write(os.path.join(self.path, "cgroup.procs"), f"{pid}\n")
+                finally:
+                    guard.release()
+                # Sealed only if it stayed stopped until it was in, having created no task.
+                first = None if forks_before is None else forks_before + 1
+                self._sealed = (
+                    moved and stopped and paused and first is not None and counted == first
+                )
+            finally:
+                if paused:
+                    background.pidfd_signal(pidfd, signal.SIGCONT)
+                os.close(pidfd)
+                settled.set()
+
+        return job
 
     def adopt_soon(
         self, pid: int, guard: Any, reaped: Callable[[], bool], forks_before: int | None = None
@@ -231,7 +286,9 @@ class Cgroup:
         settled = self._settled = threading.Event()
         begun = threading.Event()
         try:
-            _submit(lambda: self._adopt_guarded(pid, guard, reaped, begun, settled, forks_before))
+            background.submit(
+                lambda: self._adopt_guarded(pid, guard, reaped, begun, settled, forks_before)
+            )
         except RuntimeError:  # no new thread at interpreter shutdown: move it here
             self._adopt_guarded(pid, guard, reaped, begun, settled, forks_before)
         begun.wait(_HANDOFF_WAIT)
@@ -309,7 +366,7 @@ class Cgroup:
         if not self.settle(0.0):
             # The pending move holds the hierarchy's lock: rmdir would wait it out here.
             with contextlib.suppress(RuntimeError):
-                _submit(lambda: self.remove_later(wait))
+                background.submit(lambda: self.remove_later(wait))
             return
         if self.remove():
             return
@@ -337,9 +394,10 @@ def warm_up() -> None:
     this process into the cgroup it is already in changes nothing but takes that wait, so
     the service's move right after it is spawned lands in microseconds: before the service
     can fork anything out of reach, and without holding Popen's reaping lock (which stop()
-    and poll() need) for long. Done on every spawn: when the hierarchy is warm it costs
-    one write (~25 us), and guessing from the time of our last move misses other processes'
-    moves and a grace period shorter than the guess.
+    and poll() need) for long. Done on every spawn where the child cannot be stopped for
+    its move through a pidfd: when the hierarchy is warm it costs one write (~25 us), and
+    guessing from the time of our last move misses other processes' moves and a grace
+    period shorter than the guess.
     """
     global _warmed_at  # noqa: PLW0603 - a hint for every thread: a stale one means a stop
     mount, own = _mount(), _own_path()
@@ -352,54 +410,6 @@ def warm_up() -> None:
 @functools.cache
 def _mount() -> str | None:
     return _mount_point()
-
-
-_jobs: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
-_worker: threading.Thread | None = None
-_worker_lock = threading.Lock()
-
-
-def _submit(job: Callable[[], Any]) -> None:
-    """Run ``job`` on the one cgroup thread (started on first use), in submission order.
-
-    Never waits for a lock: a finalizer or signal handler (a stop) may call this on a thread
-    that is inside it already.
-    """
-    global _worker  # noqa: PLW0603 - one cgroup thread per process
-    worker = _worker
-    if worker is None or not worker.is_alive():
-        with interrupts.deferred():  # Ctrl-C between acquire() and try would keep the lock
-            # Not acquired: whoever holds it is starting the thread, which will find the job.
-            if _worker_lock.acquire(blocking=False):
-                try:
-                    if _worker is None or not _worker.is_alive():
-                        worker = threading.Thread(
-                            target=_serve, name="mirakuru-cgroup", daemon=True
-                        )
-                        worker.start()  # raises at interpreter shutdown: nothing was queued
-                        _worker = worker
-                finally:
-                    _worker_lock.release()
-    _jobs.put(job)
-
-
-def _serve() -> None:
-    while True:
-        job = _jobs.get()
-        with contextlib.suppress(Exception):  # one service's cgroup must not stop the others
-            job()
-
-
-def _forget_after_fork() -> None:
-    """In a forked child: the parent's cgroup thread and its queue are not ours."""
-    global _jobs, _worker, _worker_lock  # noqa: PLW0603 - one cgroup thread per process
-    _jobs = queue.SimpleQueue()
-    _worker = None
-    _worker_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def create() -> Cgroup | None:

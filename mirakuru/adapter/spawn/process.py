@@ -22,7 +22,11 @@ _groups: weakref.WeakKeyDictionary[subprocess.Popen[Any], cgroup.Cgroup] = (
 
 
 def spawn(
-    argv: list[str] | str, popen_kwargs: Mapping[str, Any], token: str | None = None
+    argv: list[str] | str,
+    popen_kwargs: Mapping[str, Any],
+    token: str | None = None,
+    *,
+    move_later: bool = False,
 ) -> subprocess.Popen[str]:
     """Start ``argv`` with ``popen_kwargs``; a new session unless told otherwise.
 
@@ -30,17 +34,20 @@ def spawn(
     ``preexec_fn=os.setsid``, which forces the slow fork path and is not thread-safe.
 
     With a ``token`` and a writable cgroup v2, the child is moved into a cgroup of its own
-    before this returns (see :func:`group_of`).
+    (see :func:`group_of`): before this returns, or with ``move_later`` (for a caller that
+    does not wait for the child) by the cgroup thread, the child stopped until it landed.
     """
     kwargs = dict(popen_kwargs)
     if "preexec_fn" not in kwargs and "process_group" not in kwargs:
         kwargs.setdefault("start_new_session", True)
     group = cgroup.create() if token and capabilities().cgroup else None
-    if group is not None:
+    later = group is not None and move_later and capabilities().pidfd
+    if group is not None and not later:
         # Whatever the child forks before its move is born outside the cgroup, and a cold
         # move waits out an RCU grace period (~10 ms) first: a daemon that forks, setsid()s
         # and wipes its environment sooner would be lost. Paid here, before the child
         # exists, the wait leaves the move right after Popen a matter of microseconds.
+        # (A caller that waits for the child anyway loses nothing by it.)
         cgroup.warm_up()
     # Counted before the child exists, so that the cgroup move can tell whether the child
     # (or anyone) created a task before the move landed: see cgroup.Cgroup.sealed().
@@ -54,7 +61,7 @@ def spawn(
     if before is not None:
         _forks_before[process] = before
     if group is not None:
-        group.adopt_child(process, before)
+        group.adopt_child(process, before, later=later)
         _groups[process] = group
     return process
 

@@ -1,11 +1,11 @@
-"""The answers an event loop may give itself: "surely not ready yet", without blocking.
+"""The cheap, sure answer to most wake-ups of a wait: "not ready yet", without blocking.
 
-An async start must not block its loop, so a full readiness check (a connect, a request,
-a subclass's own code) runs in a worker thread. Most wake-ups, though, can be answered on
-the loop in microseconds: no listener in the kernel's socket table, no pid file yet, no
-banner seen. Only when such an answer is not a sure "no" does the full check run, in a
-thread. Anything that could end the wait otherwise (an exit, an end of output, a stop)
-is never answered here: the full check decides it, as it does for the blocking start().
+Most wake-ups of a wait come from its schedule, not from an event, and can be answered in
+microseconds: no listener in the kernel's socket table, no pid file yet, no banner seen.
+Both drivers ask this first and run the full check (a connect, a request, a subclass's
+own code; for an async start, in a worker thread) only when the answer is not a sure
+"no". Anything that could end the wait otherwise (an exit, an end of output, a stop) is
+never answered here: the full check decides it.
 """
 
 from __future__ import annotations
@@ -49,9 +49,14 @@ def surely_unready(probe: Probe, run: Run, seen: EventState) -> Gate | None:
     streams = tuple(pump for name, pump in run.pump.streams.items() if name in watched)
 
     def unready() -> bool:
-        if run.stopping or any(stream.eof for stream in streams):
+        if run.stopping or run.exit_seen is not None:
             return False
-        if run.exit_code() is not None:
+        for stream in streams:
+            if stream.eof:
+                return False
+        # With a pidfd the reactor records an exit the moment it happens (and wakes the
+        # waiter: the full check follows); without one, ask the kernel.
+        if run.pidfd is None and run.exit_code() is not None:
             return False
         return gate()
 
