@@ -62,10 +62,12 @@ class TestEventDriven:
 
     @pytest.mark.parametrize("probe", EVENT_DRIVEN, ids=repr)
     def test_explicit_sleep(self, probe: Probe) -> None:
-        """An explicit sleep is the safety net's period."""
-        made = plan(probe, sleep=0.3, adaptive=False)
-        assert made.schedule == PollSchedule(cap=0.3, first=0.3)
-        assert not made.adaptive
+        """An explicit sleep under a second changes nothing (a timed check cannot see what
+        the events did not show); a longer one is the safety net's period."""
+        short = plan(probe, sleep=0.3, adaptive=False)
+        assert (short.schedule, short.adaptive) == (event_schedule(), False)
+        long = plan(probe, sleep=2.5, adaptive=False)
+        assert (long.schedule, long.adaptive) == (PollSchedule(cap=2.5, first=2.5), False)
 
     @pytest.mark.parametrize("probe", EVENT_DRIVEN, ids=repr)
     def test_exits_not_events(self, probe: Probe) -> None:
