@@ -26,7 +26,7 @@ import attrs
 
 from mirakuru.core.budget import Budget
 from mirakuru.core.outcome import Outcome, Ready, TimedOut
-from mirakuru.core.schedule import PollSchedule, adaptive_cap
+from mirakuru.core.schedule import PollSchedule, adaptive_cap, stretch_ends, stretched
 
 __all__ = ["CHECK", "Check", "Decision", "Finish", "Wait", "WaitEngine", "overtime_budget"]
 
@@ -78,11 +78,14 @@ class WaitEngine:
     readiness is probably moments away, say a file appearing in a watched directory)
     restarts the schedule at its first, shortest delay. With ``adaptive``, the schedule's
     cap follows the cheapest wake-up seen so far (the CPU between one check's end and the
-    next's, less what serving events cost: see :func:`~mirakuru.core.schedule.adaptive_cap`).
+    next's, less what serving events cost: see :func:`~mirakuru.core.schedule.adaptive_cap`),
+    and the gap stretches with the time waited since the first check or the last hint
+    (:func:`~mirakuru.core.schedule.stretched`).
     """
 
     __slots__ = (
         "_adaptive",
+        "_began",
         "_budget",
         "_cap",
         "_cycle_began",
@@ -114,6 +117,7 @@ class WaitEngine:
         self._cycle_began = 0.0
         self._cap = self._schedule.cap
         self._first = True  # no wake-up precedes a round's first check: no cost to measure
+        self._began = math.nan  # when the first check ended (or the last hint fired)
 
     @property
     def adaptive(self) -> bool:
@@ -161,6 +165,7 @@ class WaitEngine:
         if self._adaptive:
             if self._first:
                 self._first = False
+                self._began = now
             else:
                 # The cheapest wake-up so far is what the check itself costs. Dearer ones
                 # paid for one-time work (imports, name resolution), a cold CPU after a
@@ -185,6 +190,8 @@ class WaitEngine:
             self._ramped = grown >= cap
             delay = min(grown, cap, remaining)
             self._index += 1
+        if self._adaptive:
+            delay = min(stretched(delay, now - self._began, self._schedule.cap), remaining)
         if self._floor > delay:
             delay = min(self._floor, remaining)
         return Wait(now + delay, delay)
@@ -196,6 +203,7 @@ class WaitEngine:
         if hinted:
             self._index = 0
             self._ramped = False
+            self._began = now
         self._cycle_began += served
         if now >= self._deadline:
             return Finish(TimedOut(self.checks))
@@ -217,12 +225,18 @@ class WaitEngine:
         delay = self._cap
         deadline = self._budget.deadline
         limit = horizon if deadline is None else min(horizon, deadline)
+        if self._adaptive:
+            # The gap is the stretched cap until the stretch next changes it: skip no turn
+            # past that (its decisions would have been made with a longer gap).
+            waited = wait.until - wait.delay - self._began
+            delay = stretched(delay, waited, self._schedule.cap)
+            limit = min(limit, self._began + stretch_ends(self._cap, waited, self._schedule.cap))
         settled = (
             wait.delay == delay > 0.0
-            and self._schedule.delay(self._index) >= delay
+            and self._schedule.delay(self._index) >= self._cap
             and (
                 not self._adaptive
-                or adaptive_cap(min(self._wake_cost, cost), self._schedule.cap) == delay
+                or adaptive_cap(min(self._wake_cost, cost), self._schedule.cap) == self._cap
             )
         )
         if not settled or not math.isfinite(limit):

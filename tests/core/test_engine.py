@@ -24,7 +24,14 @@ from mirakuru.core.engine import (
     overtime_budget,
 )
 from mirakuru.core.outcome import Outcome, Ready, TimedOut
-from mirakuru.core.schedule import FIRST_DELAY, PollSchedule, adaptive_cap, event_schedule
+from mirakuru.core.schedule import (
+    FIRST_DELAY,
+    MIN_AUTO_CAP,
+    PollSchedule,
+    adaptive_cap,
+    event_schedule,
+    stretched,
+)
 from tests.core.strategies import FakeClock, instants
 
 # Bounded so that a wait takes at most a few hundred turns of the loop.
@@ -239,6 +246,55 @@ class TestAdaptiveCap:
         assert engine.cap == 0.5
 
 
+class TestStretch:
+    """An adaptive wait's gap grows with the time waited since its first check."""
+
+    @settings(max_examples=10, deadline=None)  # 22 s of 4 ms turns each
+    @given(cost=st.floats(min_value=0.0, max_value=1e-4), sleep=caps)
+    def test_gaps_follow_the_stretch(self, cost: float, sleep: float) -> None:
+        """Every gap of a cheap check is the ramp or the cost-based cap, stretched by the
+        time waited: never more than sleep, never a flat 4 ms for a long wait."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.starting_at(0.0, 22.0), PollSchedule(cap=sleep))
+        trace = drive(engine, clock, cost=cost)
+        began = trace.checks[0] + cost
+        cheap = min(sleep, MIN_AUTO_CAP)  # what adaptive_cap gives a check this cheap
+        for check, delay in list(zip(trace.checks, trace.delays, strict=False))[:-1]:
+            waited = check + cost - began
+            assert delay <= stretched(cheap, waited, sleep) + 1e-9
+            assert delay <= sleep
+            if waited >= 1.0:  # past the ramp
+                assert delay >= stretched(engine.cap, waited, sleep) - 1e-9
+
+    def test_prompt_for_seconds_then_cheaper(self) -> None:
+        """A cheap check keeps its 4 ms gap through the first 10 s (the detection lag stays
+        a tenth of published's); a minute's wait makes under 40% of a flat 4 ms gap's
+        checks."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.starting_at(0.0, 60.0), PollSchedule())
+        trace = drive(engine, clock, cost=2e-5)
+        gaps = list(zip(trace.checks, trace.delays, strict=False))[:-1]
+        assert max(gap for at, gap in gaps if 0.1 < at <= 9.9) <= MIN_AUTO_CAP
+        assert max(gap for at, gap in gaps) == pytest.approx(0.032)
+        assert len(trace.checks) < 0.4 * 60.0 / MIN_AUTO_CAP
+
+    def test_a_hint_restarts_the_stretch(self) -> None:
+        """A hint (readiness is probably moments away) brings back the shortest gaps."""
+        clock = FakeClock()
+        engine = WaitEngine(Budget.starting_at(0.0, 14.0), PollSchedule())
+        trace = drive(engine, clock, hints=[13.0], cost=2e-5)
+        after = [d for at, d in zip(trace.checks[1:], trace.delays, strict=False) if at > 13.0]
+        assert after[0] == PollSchedule().first
+
+    def test_not_adaptive_does_not_stretch(self) -> None:
+        """A fixed schedule (event-driven safety net, a user's own) keeps its gaps."""
+        clock = FakeClock()
+        fixed = PollSchedule(cap=0.01, first=0.01)
+        engine = WaitEngine(Budget.starting_at(0.0, 5.0), fixed, adaptive=False)
+        trace = drive(engine, clock)
+        assert set(trace.delays[:-1]) == {0.01}
+
+
 class TestOvertime:
     """Riding out a timeout: one step at a time, or the extended budget."""
 
@@ -352,6 +408,17 @@ class TestCoast:
         assert type(coasted[0]) is type(driven[0])
         assert abs(coasted[1] - driven[1]) <= 1
         assert coasted[2] == pytest.approx(driven[2], abs=schedule.cap + cost)
+
+    @pytest.mark.parametrize("cost", [2e-5, 1e-4])
+    def test_same_as_driving_through_the_stretch(self, cost: float) -> None:
+        """Across every step of a long wait's stretch (10, 20, 40 and 80 s), coasting ends
+        where driving does, with the same checks."""
+        budget = Budget.starting_at(0.0, 100.0)
+        driven = coast_through(WaitEngine(budget, PollSchedule()), 120.0, cost, coast=False)
+        coasted = coast_through(WaitEngine(budget, PollSchedule()), 120.0, cost, coast=True)
+        assert type(coasted[0]) is type(driven[0]) is TimedOut
+        assert abs(coasted[1] - driven[1]) <= 1
+        assert coasted[2] == pytest.approx(driven[2], abs=0.04 + cost)
 
     def test_skips_once_settled(self) -> None:
         """At the cap, a long quiet stretch is skipped in one step, a turn short of the

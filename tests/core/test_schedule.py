@@ -15,10 +15,15 @@ from mirakuru.core.schedule import (
     FIRST_DELAY,
     MAX_AUTO_CAP,
     MIN_AUTO_CAP,
+    PROMPT_FOR,
     SHORT_SLEEP_SPEEDUP,
+    STRETCH_LIMIT,
     PollSchedule,
     adaptive_cap,
     event_schedule,
+    stretch_ends,
+    stretch_limit,
+    stretched,
 )
 from tests.core.strategies import FakeClock, durations, instants
 
@@ -306,3 +311,61 @@ class TestEventSchedule:
     def test_never_past_the_deadline(self, attempt: int, remaining: float) -> None:
         """The safety net never sleeps past the remaining budget."""
         assert event_schedule().wait(attempt, remaining) <= max(0.0, remaining)
+
+
+class TestStretched:
+    """A long polled wait's gap grows with the time already waited, within bounds."""
+
+    @given(gap=caps, waited=costs, ceiling=caps)
+    def test_never_shorter_than_the_cost_allows(
+        self, gap: float, waited: float, ceiling: float
+    ) -> None:
+        """Stretching only ever lengthens the gap the check's cost asked for."""
+        assert stretched(gap, waited, ceiling) >= gap
+
+    @given(gap=caps, waited=costs, ceiling=caps)
+    def test_never_past_the_limit_or_sleep(self, gap: float, waited: float, ceiling: float) -> None:
+        """The stretch stops at its limit, a share of ``sleep``: never a longer gap than
+        ``sleep`` asks for, however long the wait."""
+        grown = stretched(gap, waited, ceiling)
+        assert grown <= max(gap, stretch_limit(ceiling))
+        assert stretch_limit(ceiling) <= ceiling
+        if gap <= ceiling:
+            assert grown <= ceiling
+
+    @given(gap=caps, waited=costs, more=costs, ceiling=caps)
+    def test_grows_with_the_time_waited(
+        self, gap: float, waited: float, more: float, ceiling: float
+    ) -> None:
+        """A longer wait never gets a shorter gap."""
+        assert stretched(gap, waited + more, ceiling) >= stretched(gap, waited, ceiling)
+
+    @given(gap=caps, waited=costs, ceiling=caps)
+    def test_changes_only_where_it_says(self, gap: float, waited: float, ceiling: float) -> None:
+        """Between ``waited`` and :func:`stretch_ends` the gap stays what it is, and it
+        is longer from there on (what lets a simulation skip the turns between)."""
+        ends = stretch_ends(gap, waited, ceiling)
+        now = stretched(gap, waited, ceiling)
+        assert ends > waited
+        if math.isfinite(ends):
+            assert stretched(gap, math.nextafter(ends, 0.0), ceiling) == now
+            assert stretched(gap, ends, ceiling) > now
+        else:
+            assert stretched(gap, waited * 4 + 1e6, ceiling) == now
+
+    @given(waited=st.floats(min_value=0.0, max_value=1000.0, allow_nan=False))
+    def test_prompt_then_doubling(self, waited: float) -> None:
+        """At the default sleep a cheap check keeps its 4 ms gap for PROMPT_FOR seconds,
+        then the gap doubles each time the time waited does, up to 40 ms: it stays under
+        a thousandth of the time waited."""
+        gap = stretched(MIN_AUTO_CAP, waited, MAX_AUTO_CAP)
+        if waited < PROMPT_FOR:
+            assert gap == MIN_AUTO_CAP
+        else:
+            assert MIN_AUTO_CAP < gap <= waited / 1000
+            assert gap <= STRETCH_LIMIT * MAX_AUTO_CAP == pytest.approx(0.04)
+
+    def test_the_steps(self) -> None:
+        """8 ms from 10 s, 16 ms from 20 s, 32 ms from 40 s, 40 ms from 80 s."""
+        steps = [stretched(MIN_AUTO_CAP, t, MAX_AUTO_CAP) for t in (9.99, 10, 20, 40, 80)]
+        assert steps == pytest.approx([0.004, 0.008, 0.016, 0.032, 0.04])

@@ -181,11 +181,12 @@ class TestTimeout:
             assert timeout == 0
 
     def test_an_hour_is_simulated_at_once(self) -> None:
-        """The default timeout (an hour of 4 ms polling) takes no noticeable time: the
-        quiet stretch is skipped, its checks still counted."""
+        """The default timeout (an hour of polling, every 40 ms once the gap has
+        stretched) takes no noticeable time: the quiet stretch is skipped, its checks
+        still counted."""
         result = simulate_start(TCPExecutor(["db"], "127.0.0.1", 5432), ready_after=None)
         assert result.returned_at == 3600
-        assert result.checks > 3600 / 0.004
+        assert 3600 / schedule.stretch_limit(0.1) < result.checks < 3600 / 0.004
 
     def test_no_timeout_and_never_ready(self) -> None:
         """Without a timeout, a script that never ends the start is refused, not looped."""
@@ -235,7 +236,8 @@ class TestEarlyExit:
             service, ready_after=2.0, exits_after=0.5, exit_code=0, leaves_running=True
         )
         assert result.outcome == "ready"
-        assert result.returned_at == pytest.approx(2.0, abs=0.0041)
+        gap = schedule.stretched(schedule.MIN_AUTO_CAP, 2.0, 0.1)
+        assert result.returned_at == pytest.approx(2.0, abs=gap + 0.0001)
         assert any("its processes live on" in str(change.detail) for change in result.history)
 
     def test_exit_zero_leaving_nothing_fails_at_once(self) -> None:
@@ -258,8 +260,9 @@ class TestFollowsTheExecutor:
     """The simulation decides as the executor's own start would."""
 
     def test_the_schedule_is_shared(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Doubling the schedule's floor (which real starts use) halves the simulated checks."""
-        service = TCPExecutor(["db"], "127.0.0.1", 5432, timeout=60)
+        """Doubling the schedule's floor (which real starts use) halves the simulated checks
+        of a wait that ends before the gap stretches."""
+        service = TCPExecutor(["db"], "127.0.0.1", 5432, timeout=schedule.PROMPT_FOR - 1)
         before = simulate_start(service, ready_after=None).checks
         monkeypatch.setattr(schedule, "MIN_AUTO_CAP", 2 * schedule.MIN_AUTO_CAP)
         after = simulate_start(service, ready_after=None).checks
