@@ -36,6 +36,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "cpu-output": partial(readiness.waiting_cpu, kind="output"),
     "cpu-http": partial(readiness.waiting_cpu, kind="http"),
     "cpu-sdnotify": partial(readiness.waiting_cpu, kind="sdnotify"),
+    "cpu-tcp-30s": partial(readiness.waiting_cpu, kind="tcp", waits=(30.0, 12.0)),
     "lag-tcp-200ms": partial(readiness.lag_after, kind="tcp", delay=0.2, reps=(8, 2)),
     "lag-http-200ms": partial(readiness.lag_after, kind="http", delay=0.2, reps=(8, 2)),
     "lag-tcp-250ms": partial(readiness.lag_after, kind="tcp", delay=0.25, reps=(8, 2)),

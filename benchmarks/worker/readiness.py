@@ -109,16 +109,18 @@ def process_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def waiting_cpu(ctx: Context, kind: str, **options: float) -> None:
-    """CPU of this process (getrusage, every thread) over one start() that waits, in a
-    process that already started a service of the same kind (executor built with
-    ``options``, such as ``sleep``)."""
+def waiting_cpu(
+    ctx: Context, kind: str, waits: tuple[float, float] = (2.0, 0.5), **options: float
+) -> None:
+    """CPU of this process (getrusage, every thread) over one start() that waits
+    ``waits`` seconds (a full run's, a quick one's), in a process that already started a
+    service of the same kind (executor built with ``options``, such as ``sleep``)."""
     if kind == "sdnotify" and api.sd_notify_probe(ctx) is None:
         # Published cannot wait for sd_notify; what its users do instead, and what an
         # event-driven wait must not cost more than, is polling every 0.1 s: the banner.
         ctx.note("published has no sd_notify readiness: it waits for the banner instead")
         kind = "output"
-    delay = ctx.pick_float(2.0, 0.5)
+    delay = ctx.pick_float(*waits)
     # A warm process, as a test session's is after its first fixture: one-time costs
     # (imports such as http.client, a helper process or thread started on first use, the
     # first netlink socket) belong to no particular wait. Measured with a cold kind, they
