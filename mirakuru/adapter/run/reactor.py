@@ -14,7 +14,7 @@ import logging
 import os
 import select
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from mirakuru.adapter import interrupts
 
@@ -58,11 +58,15 @@ class Reactor:
         """Call ``handler`` on the reactor thread whenever ``fd`` is readable."""
         self.add_all([(fd, handler)])
 
-    def add_all(self, handlers: list[tuple[int, Handler]]) -> None:
-        """:meth:`add` for each ``(fd, handler)``, waking the thread once for them all."""
+    def add_all(
+        self, handlers: list[tuple[int, Handler]], pollers: Sequence[tuple[object, Poller]] = ()
+    ) -> None:
+        """:meth:`add` for each ``(fd, handler)`` and :meth:`add_poller` for each ``(key,
+        poller)``, waking the thread once for them all."""
         with self._lock:
             for fd, handler in handlers:
                 self._handlers[fd] = handler
+            self._pollers.update(pollers)
             self._dirty = True
             self._ensure_thread()
         self._wake()

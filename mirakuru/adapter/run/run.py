@@ -89,12 +89,13 @@ class Run:
         for stream in self.pump.sources():
             stream.on_match = self._bump
             handlers.append((stream.fileno(), self._served(stream)))
+        pollers: list[tuple[object, Callable[[], bool]]] = []
         if self.pidfd is not None:
             handlers.append((self.pidfd, self._pidfd_readable))
-        reactor().add_all(handlers)  # one wake-up of the reactor's thread for them all
-        if self.pidfd is None:
+        else:
             self._polled = True
-            reactor().add_poller(self, self._poll_exit)
+            pollers.append((self, self._poll_exit))
+        reactor().add_all(handlers, pollers)  # one wake-up of the reactor's thread for them all
 
     def watch(self, source: EventSource, *, hint: bool = False) -> None:
         """Have the reactor serve ``source`` and wake this run's waiters after each event.
