@@ -26,6 +26,9 @@ pytestmark = pytest.mark.skipif(
 
 #: Safety bound for every wait; never a timing target.
 BOUND = 10.0
+#: Less than the cgroup thread's longest wait for a held Popen lock (10 s), with room for a
+#: loaded machine: a move queued behind such a wait would not have landed by then.
+MOVE_BOUND = 5.0
 
 
 @pytest.fixture
@@ -78,3 +81,27 @@ class TestCallersStop:
         assert status(executor) == psutil.STATUS_STOPPED
         executor.process.send_signal(signal.SIGCONT)
         assert wait_until(lambda: status(executor) != psutil.STATUS_STOPPED, BOUND)
+
+
+class TestHeldLock:
+    def test_a_move_waiting_for_popens_lock_holds_up_no_other(
+        self, executors: Callable[[], SimpleExecutor]
+    ) -> None:
+        """While a thread waits on one child (holding Popen's lock), a service started next
+        is still moved and continued at once, and stopped at once."""
+        gate = threading.Event()
+        background.submit(lambda: gate.wait(BOUND))  # the cgroup thread is busy for now
+        first = executors().start()
+        assert first.process is not None
+        waiter = threading.Thread(target=first.process.wait, daemon=True)
+        waiter.start()
+        # Popen's own lock, taken by wait() for as long as the child lives.
+        lock = first.process._waitpid_lock  # type: ignore[attr-defined]
+        assert wait_until(lock.locked, BOUND)
+        second = executors().start()
+        gate.set()
+        assert settle(second, MOVE_BOUND)
+        assert status(second) != psutil.STATUS_STOPPED
+        first.stop()
+        waiter.join(BOUND)
+        assert not waiter.is_alive()

@@ -18,7 +18,7 @@ from typing import Any
 from mirakuru.adapter import interrupts
 from mirakuru.adapter.spawn import procfs
 
-__all__ = ["PAUSE_WAIT", "paused", "pidfd_signal", "resume", "submit", "wait_stopped"]
+__all__ = ["PAUSE_WAIT", "aside", "paused", "pidfd_signal", "resume", "submit", "wait_stopped"]
 
 #: How long a paused child waits for Popen's lock (held by someone waiting on it) before
 #: it is continued anyway, still to be moved once the lock is free.
@@ -116,6 +116,20 @@ def submit(job: Callable[[], Any]) -> None:
                 finally:
                     _worker_lock.release()
     _jobs.put(job)
+
+
+def aside(job: Callable[[], Any]) -> None:
+    """Run ``job`` (from a job of the cgroup thread) on a thread of its own: one that waits
+    on someone else's lock must not keep the services queued behind it stopped."""
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            job()
+
+    try:
+        threading.Thread(target=run, name="mirakuru-cgroup-wait", daemon=True).start()
+    except RuntimeError:  # no new thread at interpreter shutdown: wait here
+        run()
 
 
 def _serve() -> None:

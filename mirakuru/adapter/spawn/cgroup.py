@@ -250,10 +250,18 @@ class Cgroup:
         (``clean``), or not (then its move cannot seal the cgroup)."""
 
         def job(settled: threading.Event) -> None:
+            if guard.acquire(blocking=False):
+                move(settled, held=True)
+            else:
+                # Someone waits on the child holding Popen's lock (poll() on another
+                # thread, or wait(), for as long as the child lives): up to _GUARD_WAIT.
+                background.aside(lambda: move(settled, held=False))
+
+        def move(settled: threading.Event, held: bool) -> None:
             paused = True
             try:
                 began = time.monotonic()
-                while not guard.acquire(timeout=0.05):
+                while not held and not guard.acquire(timeout=0.05):
                     waited = time.monotonic() - began
                     if reaped() or waited > _GUARD_WAIT:
                         return
