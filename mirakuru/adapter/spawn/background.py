@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mirakuru.adapter import interrupts
+from mirakuru.adapter.spawn import procfs
 
-__all__ = ["PAUSE_WAIT", "paused", "pidfd_signal", "submit", "wait_stopped"]
+__all__ = ["PAUSE_WAIT", "aside", "paused", "pidfd_signal", "resume", "submit", "wait_stopped"]
 
 #: How long a paused child waits for Popen's lock (held by someone waiting on it) before
 #: it is continued anyway, still to be moved once the lock is free.
@@ -47,6 +48,33 @@ def pidfd_signal(pidfd: int, sig: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def resume(pid: int, pidfd: int) -> bool:
+    """Continue our child ``pid``, paused by :func:`paused`, unless someone else stopped it
+    meanwhile; whether it was continued.
+
+    Their SIGSTOP waits, pending, while ours holds (see :func:`wait_stopped`): a SIGCONT
+    would discard it and set running a service its owner froze on purpose.
+    """
+    if _stop_pending(pid):
+        return False
+    return pidfd_signal(pidfd, signal.SIGCONT)
+
+
+def _stop_pending(pid: int) -> bool:
+    data = procfs.read(f"/proc/{pid}/status")
+    if data is None:
+        return False
+    bit = 1 << (signal.SIGSTOP - 1)
+    for line in data.splitlines():
+        if line.startswith((b"SigPnd:", b"ShdPnd:")):
+            try:
+                if int(line.split(b":", 1)[1], 16) & bit:
+                    return True
+            except ValueError:
+                continue
+    return False
 
 
 def wait_stopped(pidfd: int) -> bool:
@@ -88,6 +116,20 @@ def submit(job: Callable[[], Any]) -> None:
                 finally:
                     _worker_lock.release()
     _jobs.put(job)
+
+
+def aside(job: Callable[[], Any]) -> None:
+    """Run ``job`` (from a job of the cgroup thread) on a thread of its own: one that waits
+    on someone else's lock must not keep the services queued behind it stopped."""
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            job()
+
+    try:
+        threading.Thread(target=run, name="mirakuru-cgroup-wait", daemon=True).start()
+    except RuntimeError:  # no new thread at interpreter shutdown: wait here
+        run()
 
 
 def _serve() -> None:

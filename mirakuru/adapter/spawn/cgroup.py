@@ -195,8 +195,9 @@ class Cgroup:
 
         ``later``: the caller does not wait for the child, so it need not wait for a cold
         move's grace period either (~10 ms after an idle spell). The child is stopped
-        (through a pidfd: no recycled PID is ever hit) and the cgroup thread moves it and
-        continues it: nothing it forks is born outside, and the caller goes on at once.
+        (through a pidfd: no recycled PID is ever hit; this waits only until the stop has
+        landed) and the cgroup thread moves it and continues it, unless someone else
+        stopped it meanwhile: nothing it forks is born outside, and the caller goes on.
         """
         guard = getattr(process, "_waitpid_lock", None)
         if not isinstance(guard, _LOCK_TYPE):
@@ -205,7 +206,15 @@ class Cgroup:
         reaped: Callable[[], bool] = lambda: process.returncode is not None  # noqa: E731
         pidfd = background.paused(process.pid) if later else None
         if pidfd is not None:
-            self._adopt_later(self._adopt_paused(process.pid, pidfd, guard, reaped, forks_before))
+            # Waited for here (tens of microseconds): a SIGSTOP the caller sends once this
+            # returns then finds the child stopped already, stays pending, and is kept
+            # (background.resume); one sent while ours was still pending would merge with
+            # it and be undone. Then every task created before is counted, even one whose
+            # fork was under way when the stop came.
+            stopped = background.wait_stopped(pidfd)
+            counted = forks_so_far()
+            clean = stopped and forks_before is not None and counted == forks_before + 1
+            self._adopt_later(self._adopt_paused(process.pid, pidfd, guard, reaped, clean))
             return
         if not guard.acquire(blocking=False):
             self.adopt_soon(process.pid, guard, reaped, forks_before)
@@ -235,23 +244,31 @@ class Cgroup:
         pidfd: int,
         guard: Any,
         reaped: Callable[[], bool],
-        forks_before: int | None,
+        clean: bool,
     ) -> Callable[[threading.Event], None]:
+        """The cgroup thread's job for a child stopped since before it created any task
+        (``clean``), or not (then its move cannot seal the cgroup)."""
+
         def job(settled: threading.Event) -> None:
+            if guard.acquire(blocking=False):
+                move(settled, held=True)
+            else:
+                # Someone waits on the child holding Popen's lock (poll() on another
+                # thread, or wait(), for as long as the child lives): up to _GUARD_WAIT.
+                background.aside(lambda: move(settled, held=False))
+
+        def move(settled: threading.Event, held: bool) -> None:
             paused = True
             try:
-                # Stopped (or gone): every task it created before is counted by now, even
-                # one whose fork was under way when the stop came.
-                stopped = background.wait_stopped(pidfd)
-                counted = forks_so_far()
                 began = time.monotonic()
-                while not guard.acquire(timeout=0.05):
+                while not held and not guard.acquire(timeout=0.05):
                     waited = time.monotonic() - began
                     if reaped() or waited > _GUARD_WAIT:
                         return
                     if paused and waited > background.PAUSE_WAIT:
                         # Someone waits on it holding Popen's lock: let it run meanwhile.
-                        paused = not background.pidfd_signal(pidfd, signal.SIGCONT)
+                        background.resume(pid, pidfd)
+                        paused = False
                 try:
                     if reaped():
                         return
@@ -259,13 +276,10 @@ class Cgroup:
                 finally:
                     guard.release()
                 # Sealed only if it stayed stopped until it was in, having created no task.
-                first = None if forks_before is None else forks_before + 1
-                self._sealed = (
-                    moved and stopped and paused and first is not None and counted == first
-                )
+                self._sealed = moved and paused and clean
             finally:
                 if paused:
-                    background.pidfd_signal(pidfd, signal.SIGCONT)
+                    background.resume(pid, pidfd)
                 os.close(pidfd)
                 settled.set()
 
