@@ -71,10 +71,13 @@ class TestEventDriven:
 
     @pytest.mark.parametrize("probe", EVENT_DRIVEN, ids=repr)
     def test_exits_not_events(self, probe: Probe) -> None:
-        """Without a pidfd, exits are found by polling fast (default sleep) or every sleep."""
+        """Without a pidfd, exits are found by polling fast (default sleep) or every sleep,
+        not faster: the cheap check is not polled more often than asked."""
         assert plan(probe, exits_wake=False).schedule == FAST_CHECKS
         explicit = plan(probe, sleep=0.3, adaptive=False, exits_wake=False)
-        assert (explicit.schedule, explicit.adaptive) == (PollSchedule(cap=0.3), True)
+        assert (explicit.schedule, explicit.adaptive) == (PollSchedule(cap=0.3), False)
+        short = plan(probe, sleep=0.01, adaptive=False, exits_wake=False)
+        assert (short.schedule, short.adaptive) == (PollSchedule(cap=0.01), False)
 
     def test_custom_check_is_polled(self) -> None:
         """A class's own check around the probe makes it a polled wait."""

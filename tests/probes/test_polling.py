@@ -234,6 +234,17 @@ class TestEventDrivenSleep:
             executor.start()
         assert executor._attempts <= 3
 
+    @pytest.mark.skipif(
+        capabilities().pidfd, reason="exits polled only without a pidfd (MIRAKURU_PORTABLE=1)"
+    )
+    def test_without_a_pidfd_a_banner_wait_checks_no_faster_than_sleep(self) -> None:
+        """Exits are polled then, every sleep: 0.5 s at sleep=0.01 is at most 50 checks
+        (plus the first ramp's few), not one every 2.5 ms."""
+        executor = OutputExecutor(["sleep", "60"], banner="never", sleep=0.01, timeout=0.5)
+        with pytest.raises(TimeoutExpired):
+            executor.start()
+        assert executor._attempts <= 60
+
     def test_a_polled_probe_still_checks_every_sleep(self) -> None:
         """A port nobody listens on is still asked at least once per ``sleep``."""
         port = free_port()
