@@ -264,15 +264,19 @@ class _HeldShare:
             run = StackRun(stack, names, reservations=reservations)
             known[request.fixturename or names[0]] = run[names[0]]  # in the report if it fails
             run.start()
+            # Written before acquire() publishes the run (still under the share's lock): a
+            # worker that attaches the moment it can must find the listing complete.
+            partial = listing.with_name(listing.name + ".partial")
+            partial.write_text(json.dumps(_listing(run)))
+            partial.replace(listing)
             return _present(run, names[0])
 
+        listing = self.share.root / _SERVICES_FILE
         provided: Any = self.share.acquire(start)
         self.run: StackRun | None = getattr(provided, "stack", None)
-        listing = self.share.root / _SERVICES_FILE
         if self.run is not None:
             # Share.release stops what it holds: make that the whole stack.
             self.share.executor = cast("Any", _WholeStack(self.run, names[0]))
-            listing.write_text(json.dumps(_listing(self.run)))
         self.listing: dict[str, Any] = json.loads(listing.read_text())
 
     def has(self, service: str) -> bool:
