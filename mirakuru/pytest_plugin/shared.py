@@ -26,10 +26,26 @@ if TYPE_CHECKING:
     from mirakuru.base import SimpleExecutor
     from mirakuru.core.lifecycle import State, StateChange
 
-__all__ = ["Share", "SharedService", "SharedServiceGone", "arrive", "leave", "share_key"]
+__all__ = [
+    "Share",
+    "SharedService",
+    "SharedServiceGone",
+    "arrive",
+    "leave",
+    "share_key",
+    "write_json",
+]
 
 #: How often a waiting worker looks at the lock or the leases again.
 _RECHECK = 0.02
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` whole or not at all: a worker reading it at any moment
+    sees the old file, none, or the new one, never a part."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data))
+    partial.replace(path)
 
 
 class SharedServiceGone(RuntimeError):
@@ -184,9 +200,7 @@ class Share:
         return data
 
     def _write(self, data: dict[str, Any]) -> None:
-        partial = self.root / "service.json.partial"
-        partial.write_text(json.dumps(data))
-        partial.replace(self.root / "service.json")
+        write_json(self.root / "service.json", data)
 
     def acquire(self, start: Callable[[], SimpleExecutor]) -> SimpleExecutor | SharedService:
         """Attach to the running service, or start it (under the lock) and own it."""

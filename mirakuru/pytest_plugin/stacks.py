@@ -240,7 +240,7 @@ class _HeldShare:
     ) -> None:
         __tracebackhide__ = True
         from mirakuru._stack_engine import StackRun
-        from mirakuru.pytest_plugin.shared import Share
+        from mirakuru.pytest_plugin.shared import Share, write_json
 
         order = stack.order(names)
         from mirakuru import __version__
@@ -266,9 +266,7 @@ class _HeldShare:
             run.start()
             # Written before acquire() publishes the run (still under the share's lock): a
             # worker that attaches the moment it can must find the listing complete.
-            partial = listing.with_name(listing.name + ".partial")
-            partial.write_text(json.dumps(_listing(run)))
-            partial.replace(listing)
+            write_json(listing, _listing(run))
             return _present(run, names[0])
 
         listing = self.share.root / _SERVICES_FILE
