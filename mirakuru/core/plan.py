@@ -77,15 +77,13 @@ def plan_start(
     elif event_driven and adaptive:
         # Without a pidfd an exit is found by polling: keep polling fast.
         schedule, adapts = FAST_CHECKS, False
-    elif event_driven:
-        # Exits polled, with the sleep given: a check every sleep finds one as soon as
-        # published would, but never faster (adapting to a banner's cheap check polled one
-        # every 2.5 ms at sleep=0.01, three times published's CPU; only an exit can be news
-        # between the output events that wake the wait anyway).
-        schedule, adapts = PollSchedule(cap=sleep), False
     else:
-        # sleep (given or not) is the longest gap: a cheap check is still polled faster.
-        schedule, adapts = PollSchedule(cap=sleep), True
+        # sleep (given or not) is the longest gap. A cheap polled check is asked more
+        # often; an event-driven one whose exits are polled is not: only an exit can be
+        # news between the events that wake the wait anyway, and a check every sleep finds
+        # it as soon as published would (adapting polled a banner every 2.5 ms at
+        # sleep=0.01, three times published's CPU).
+        schedule, adapts = PollSchedule(cap=sleep), not event_driven
     return StartPlan(
         timeout=timeout,
         schedule=schedule,
