@@ -67,16 +67,13 @@ class Reactor:
             for fd, handler in handlers:
                 self._handlers[fd] = handler
             self._pollers.update(pollers)
-            self._dirty = True
+            self._dirty = self._dirty or bool(handlers)
             self._ensure_thread()
         self._wake()
 
     def add_poller(self, key: object, poller: Poller) -> None:
         """Call ``poller`` every :data:`EXIT_POLL_INTERVAL` seconds until it returns False."""
-        with self._lock:
-            self._pollers[key] = poller
-            self._ensure_thread()
-        self._wake()
+        self.add_all([], [(key, poller)])
 
     def remove(self, fd: int) -> None:
         """Stop watching ``fd``; once this returns, no handler for it is running."""
