@@ -220,6 +220,14 @@ class TestRefusal:
         assert evaluate.refusal(pid_file(str(tmp_path / "pid"))) is None
 
 
+def checks_of_a_banner_that_never_comes() -> int:
+    """The checks of a 0.5 s banner wait at sleep=0.01 that times out."""
+    executor = OutputExecutor(["sleep", "60"], banner="never", sleep=0.01, timeout=0.5)
+    with pytest.raises(TimeoutExpired):
+        executor.start()
+    return executor._attempts
+
+
 class TestEventDrivenSleep:
     """Readiness that only an event can change gets no timed checks at a short ``sleep``."""
 
@@ -229,10 +237,7 @@ class TestEventDrivenSleep:
     )
     def test_a_short_sleep_adds_no_wakeups_to_a_banner_wait(self) -> None:
         """A banner that never comes, sleep=0.01, 0.5 s: a few checks, not one per 10 ms."""
-        executor = OutputExecutor(["sleep", "60"], banner="never", sleep=0.01, timeout=0.5)
-        with pytest.raises(TimeoutExpired):
-            executor.start()
-        assert executor._attempts <= 3
+        assert checks_of_a_banner_that_never_comes() <= 3
 
     @pytest.mark.skipif(
         capabilities().pidfd, reason="exits polled only without a pidfd (MIRAKURU_PORTABLE=1)"
@@ -240,10 +245,7 @@ class TestEventDrivenSleep:
     def test_without_a_pidfd_a_banner_wait_checks_no_faster_than_sleep(self) -> None:
         """Exits are polled then, every sleep: 0.5 s at sleep=0.01 is at most 50 checks
         (plus the first ramp's few), not one every 2.5 ms."""
-        executor = OutputExecutor(["sleep", "60"], banner="never", sleep=0.01, timeout=0.5)
-        with pytest.raises(TimeoutExpired):
-            executor.start()
-        assert executor._attempts <= 60
+        assert checks_of_a_banner_that_never_comes() <= 60
 
     def test_a_polled_probe_still_checks_every_sleep(self) -> None:
         """A port nobody listens on is still asked at least once per ``sleep``."""
